@@ -1,0 +1,67 @@
+"""Connections for the service role, and the one way to use them: a transaction
+that carries the caller's claims from its first statement to its commit."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from perpetua.access.claims import Claims
+from perpetua.errors import Forbidden, PerpetuaError, PracticeReadOnly
+
+Conn = psycopg.AsyncConnection[dict[str, Any]]
+
+# Refusals the database itself makes, turned into the errors callers understand.
+# 42501 is both a missing privilege and a row-level security WITH CHECK violation.
+_DATABASE_REFUSALS: dict[str, type[PerpetuaError]] = {
+    "PR001": PracticeReadOnly,
+    "PR403": Forbidden,
+    "42501": Forbidden,
+}
+
+
+class Database:
+    """The service role's pool. Nothing here can run as the owner."""
+
+    def __init__(self, conninfo: str, *, min_size: int = 2, max_size: int = 20):
+        self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"row_factory": dict_row, "autocommit": False},
+            open=False,
+            name="service",
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True, timeout=30)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, claims: Claims | None) -> AsyncIterator[Conn]:
+        """One transaction; the claims are set before anything else runs in it and
+        vanish at its end, so a pooled connection never carries them over."""
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                await set_claims(conn, claims)
+                yield conn
+        except psycopg.Error as exc:
+            mapped = _DATABASE_REFUSALS.get(exc.sqlstate or "")
+            if mapped is None:
+                raise
+            raise mapped() from exc
+
+
+async def set_claims(conn: Conn, claims: Claims | None) -> None:
+    payload = json.dumps(claims.as_json()) if claims else ""
+    await conn.execute(
+        "select set_config('request.jwt.claims', %s, true)", (payload,)
+    )

@@ -1,0 +1,90 @@
+"""Assembles the application: services, routes, error mapping, security headers and
+the background jobs that live as long as the web service does."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from perpetua import __version__
+from perpetua.api import v1
+from perpetua.clock import Clock
+from perpetua.config import Settings
+from perpetua.db.pool import Database
+from perpetua.identity.sessions import SessionPolicy, purge_ended_sessions
+from perpetua.jobs.runner import Job, JobRunner
+from perpetua.web import console, health
+from perpetua.web.context import Services
+from perpetua.web.errors import LastResortMiddleware, install_error_handlers
+from perpetua.web.headers import SecurityMiddleware
+
+WEB_DIR = Path(str(resources.files("perpetua.web")))
+
+
+def background_jobs(svc: Services) -> list[Job]:
+    return [
+        Job(
+            "sessions.purge_ended",
+            600,
+            lambda: purge_ended_sessions(svc.db, svc.clock),
+        ),
+    ]
+
+
+def create_app(
+    settings: Settings,
+    db: Database,
+    clock: Clock | None = None,
+    *,
+    run_jobs: bool = True,
+) -> FastAPI:
+    svc = Services(
+        settings=settings,
+        db=db,
+        clock=clock or Clock(),
+        session_policy=SessionPolicy(
+            idle=dt.timedelta(minutes=settings.session_idle_minutes),
+            absolute=dt.timedelta(hours=settings.session_absolute_hours),
+        ),
+    )
+    runner = JobRunner(background_jobs(svc) if run_jobs else [])
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await db.open()
+        runner.start()
+        try:
+            yield
+        finally:
+            await runner.stop()
+            await db.close()
+
+    app = FastAPI(
+        title="Perpetua API",
+        version=__version__,
+        summary="Front office for medical practices, with HIPAA safeguards enforced "
+        "by the system itself.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    app.state.templates = Jinja2Templates(directory=WEB_DIR / "templates")
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(v1.router)
+    app.include_router(console.router)
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    # Added innermost first: the last-resort handler sits inside the security
+    # headers, so even an unexpected failure is answered with them.
+    app.add_middleware(LastResortMiddleware)
+    app.add_middleware(SecurityMiddleware)
+    return app
