@@ -16,9 +16,9 @@ class Clock:
 class FrozenClock(Clock):
     """A clock that moves only when told to."""
 
-    current: dt.datetime = field(
-        default_factory=lambda: dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
-    )
+    # Starts at the real time: PostgreSQL's own now() must agree with it for the
+    # rules the database checks itself (a trial's end, for one).
+    current: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def now(self) -> dt.datetime:
         return self.current

@@ -39,7 +39,8 @@ class Settings:
         """The origin browsers use; forms from any other origin are refused."""
         if self.public_origin:
             return self.public_origin.rstrip("/")
-        host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "::") else self.host
+        wildcard = ("127.0.0.1", "0.0.0.0", "::")  # noqa: S104 - compared, not bound
+        host = "localhost" if self.host in wildcard else self.host
         return f"https://{host}:{self.port}"
 
 

@@ -26,8 +26,7 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(
-            "could not load the TLS certificate and key; check --tls-cert and "
-            "--tls-key"
+            "could not load the TLS certificate and key; check --tls-cert and --tls-key"
         ) from exc
     return context
 

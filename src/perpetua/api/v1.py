@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from perpetua.api.schemas import (
-    MeOut,
     MembershipOut,
+    MeOut,
     PracticeOut,
     PracticeRenameIn,
     Problem,

@@ -85,8 +85,8 @@ class EmbeddedPostgres:
         try:
             return pwd.getpwnam(POSTGRES_OS_USER)
         except KeyError:
-            subprocess.run(
-                [
+            subprocess.run(  # noqa: S603 - fixed arguments, no shell
+                [  # noqa: S607 - useradd from the system PATH, as root
                     "useradd",
                     "--system",
                     "--no-create-home",
@@ -106,7 +106,7 @@ class EmbeddedPostgres:
         kwargs: dict[str, object] = {}
         if user is not None:
             kwargs = {"user": user.pw_uid, "group": user.pw_gid}
-        result = subprocess.run(  # noqa: S603 - fixed binaries, no shell
+        result: subprocess.CompletedProcess[str] = subprocess.run(  # noqa: S603
             args,
             capture_output=True,
             text=True,
@@ -266,7 +266,7 @@ class EmbeddedPostgres:
         # Traversable (not listable) by the postgres OS user, which needs to reach
         # its socket and log folders below; nothing secret is kept here.
         self.run_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
-        os.chmod(self.run_dir, 0o711)
+        os.chmod(self.run_dir, 0o711)  # noqa: S103 - traverse only, as explained
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

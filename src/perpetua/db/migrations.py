@@ -95,7 +95,7 @@ def migrate(conninfo: str) -> list[Migration]:
                 conn.execute(META_SCHEMA)
             for migration in pending(conn):
                 with conn.transaction():
-                    conn.execute(migration.sql)  # type: ignore[arg-type]
+                    conn.execute(migration.sql.encode())
                     conn.execute(
                         "insert into perpetua_meta.schema_migrations "
                         "(version, name, sha256) values (%s, %s, %s)",

@@ -62,6 +62,4 @@ class Database:
 
 async def set_claims(conn: Conn, claims: Claims | None) -> None:
     payload = json.dumps(claims.as_json()) if claims else ""
-    await conn.execute(
-        "select set_config('request.jwt.claims', %s, true)", (payload,)
-    )
+    await conn.execute("select set_config('request.jwt.claims', %s, true)", (payload,))

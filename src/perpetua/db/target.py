@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -91,21 +91,21 @@ def require_verified_tls(info: dict[str, str], label: str) -> None:
 
 def _external_target(settings: Settings) -> DatabaseTarget:
     assert settings.database_url is not None
-    owner = conninfo_to_dict(settings.database_url)
+    owner = _as_strings(conninfo_to_dict(settings.database_url))
     require_verified_tls(owner, "DATABASE_URL")
     if settings.service_database_url:
-        service = conninfo_to_dict(settings.service_database_url)
+        service = _as_strings(conninfo_to_dict(settings.service_database_url))
         require_verified_tls(service, "SERVICE_DATABASE_URL")
     else:
         password = os.environ.get("PERPETUA_SERVICE_DB_PASSWORD") or (
             read_or_create_secret(settings.data_dir, "db-service.password")
         )
         service = {**owner, "user": SERVICE_ROLE, "password": password}
-    return DatabaseTarget(
-        owner={k: str(v) for k, v in owner.items()},
-        service={k: str(v) for k, v in service.items()},
-        embedded=None,
-    )
+    return DatabaseTarget(owner=owner, service=service, embedded=None)
+
+
+def _as_strings(info: Mapping[str, object]) -> dict[str, str]:
+    return {k: str(v) for k, v in info.items() if v is not None}
 
 
 def _embedded_target(settings: Settings, pg: EmbeddedPostgres) -> DatabaseTarget:
@@ -134,7 +134,10 @@ def bootstrap_embedded(settings: Settings, pg: EmbeddedPostgres) -> None:
     admin = pg.conninfo(ADMIN_ROLE, pg.admin_password(), "postgres")
     owner_pw = read_or_create_secret(settings.data_dir, "db-owner.password")
     service_pw = read_or_create_secret(settings.data_dir, "db-service.password")
-    with psycopg.connect(**admin, autocommit=True) as conn, conn.cursor() as cur:
+    with (
+        psycopg.connect(make_conninfo(**admin), autocommit=True) as conn,
+        conn.cursor() as cur,
+    ):
         _ensure_role(cur, OWNER_ROLE, owner_pw)
         _ensure_role(cur, SERVICE_ROLE, service_pw)
         ensure_database(cur, DATABASE_NAME)
@@ -163,19 +166,21 @@ def bootstrap_external(target: DatabaseTarget) -> None:
     (the owner needs CREATEROLE for that; Supabase's `postgres` role has it)."""
     if target.service.get("user") != SERVICE_ROLE:
         return
-    with psycopg.connect(target.conninfo("owner"), autocommit=True) as conn:
-        with conn.cursor() as cur:
-            cur.execute("select 1 from pg_roles where rolname = %s", (SERVICE_ROLE,))
-            if cur.fetchone() is None:
-                _ensure_role(cur, SERVICE_ROLE, target.service["password"])
-            cur.execute("select current_database()")
-            row = cur.fetchone()
-            assert row is not None
-            cur.execute(
-                sql.SQL("grant connect, temporary on database {} to {}").format(
-                    sql.Identifier(str(row[0])), sql.Identifier(SERVICE_ROLE)
-                )
+    with (
+        psycopg.connect(target.conninfo("owner"), autocommit=True) as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute("select 1 from pg_roles where rolname = %s", (SERVICE_ROLE,))
+        if cur.fetchone() is None:
+            _ensure_role(cur, SERVICE_ROLE, target.service["password"])
+        cur.execute("select current_database()")
+        row = cur.fetchone()
+        assert row is not None
+        cur.execute(
+            sql.SQL("grant connect, temporary on database {} to {}").format(
+                sql.Identifier(str(row[0])), sql.Identifier(SERVICE_ROLE)
             )
+        )
 
 
 SERVICE_ROLE_CHECK = """

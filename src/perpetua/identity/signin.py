@@ -7,24 +7,17 @@ the answer never reveals which addresses have accounts.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 from anyio import to_thread
 
 from perpetua.db.pool import Database
-from perpetua.errors import InvalidCredentials
-from perpetua.identity.passwords import dummy_verify, verify_password
-
-
-@dataclass(frozen=True)
-class Membership:
-    practice_id: uuid.UUID
-    practice_name: str
-    role: str
+from perpetua.access.claims import Claims
+from perpetua.identity.passwords import dummy_verify, hash_password, verify_password
 
 
 async def check_password(db: Database, email: str, password: str) -> uuid.UUID:
-    """Return the user's id if the password is right; raise InvalidCredentials."""
+    """Return the user's id if the password is right; raise InvalidCredentials
+    (`dummy_verify` raises it for an unknown email, after the same work)."""
     async with db.transaction(None) as conn:
         cur = await conn.execute(
             "select * from app.login_lookup(%s)", (email.strip()[:254],)
@@ -34,9 +27,21 @@ async def check_password(db: Database, email: str, password: str) -> uuid.UUID:
     # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
     if row is None:
         await to_thread.run_sync(lambda: dummy_verify(password))
-        raise InvalidCredentials()
+    assert row is not None
     stored = str(row["password_hash"])
-    await to_thread.run_sync(
+    user_id = uuid.UUID(str(row["user_id"]))
+    stale = await to_thread.run_sync(
         lambda: verify_password(password=password, password_hash=stored)
     )
-    return uuid.UUID(str(row["user_id"]))
+
+    # The password is known to be right only now: the one moment a hash made with
+    # weaker parameters can be replaced without asking the user again.
+    if stale:
+        fresh = await to_thread.run_sync(lambda: hash_password(password))
+        claims = Claims(actor_kind="user", actor_id=user_id, request_id="rehash")
+        async with db.transaction(claims) as conn:
+            await conn.execute(
+                "update app.users set password_hash = %s where id = %s",
+                (fresh, user_id),
+            )
+    return user_id

@@ -31,12 +31,12 @@ router = APIRouter(include_in_schema=False)
 
 
 def page(
-    request: Request, template: str, status: int = 200, **context: Any
+    request: Request, template: str, http_status: int = 200, **context: Any
 ) -> Response:
     templates = request.app.state.templates
     context.setdefault("csrf_token", csrf_token(request))
     response: Response = templates.TemplateResponse(
-        request, template, context, status_code=status
+        request, template, context, status_code=http_status
     )
     remember_csrf(request, response)
     return response
@@ -131,7 +131,9 @@ async def signin_submit(
 
 
 @router.post("/signout")
-async def signout(request: Request, csrf: str = Form("", alias="csrf_token")) -> Response:
+async def signout(
+    request: Request, csrf: str = Form("", alias="csrf_token")
+) -> Response:
     check_csrf(request, csrf)
     principal = await _principal_or_none(request)
     if principal:
@@ -140,9 +142,7 @@ async def signout(request: Request, csrf: str = Form("", alias="csrf_token")) ->
     return _to_signin()
 
 
-async def _practice_context(
-    request: Request, principal: Principal
-) -> dict[str, Any]:
+async def _practice_context(request: Request, principal: Principal) -> dict[str, Any]:
     svc = services(request)
     claims = principal.claims(request_id(request), ip=client_ip(request))
     async with svc.db.transaction(claims) as conn:
@@ -159,7 +159,7 @@ async def _practice_context(
         "memberships": memberships,
         "days_left": practice.trial_days_left(now) if practice else None,
         "read_only": practice.read_only(now) if practice else False,
-        "status": practice.status(now) if practice else None,
+        "plan_status": practice.status(now) if practice else None,
     }
 
 

@@ -3,6 +3,7 @@ request's id, IP and user agent, resolved once per request."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -37,7 +38,13 @@ def request_id(request: Request) -> str:
 
 
 def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The peer's address, or None when the transport gives no IP address."""
+    if not request.client:
+        return None
+    try:
+        return str(ipaddress.ip_address(request.client.host))
+    except ValueError:
+        return None
 
 
 def user_agent(request: Request) -> str | None:
@@ -61,6 +68,4 @@ async def api_principal(request: Request) -> Principal:
 
 async def console_principal(request: Request) -> Principal:
     svc = services(request)
-    return await resolve_session(
-        svc.db, svc.clock, request.cookies.get(SESSION_COOKIE)
-    )
+    return await resolve_session(svc.db, svc.clock, request.cookies.get(SESSION_COOKIE))

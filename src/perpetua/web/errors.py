@@ -70,12 +70,13 @@ def render_error(
         body.update(extra or {})
         return JSONResponse(body, status, media_type="application/problem+json")
     templates = request.app.state.templates
-    return templates.TemplateResponse(
+    page: Response = templates.TemplateResponse(
         request,
         "error.html",
         {"status": status, "title": title, "detail": detail, "request_id": request_id},
         status_code=status,
     )
+    return page
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:

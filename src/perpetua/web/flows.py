@@ -10,8 +10,8 @@ from fastapi import Request
 
 from perpetua.access.claims import Claims
 from perpetua.errors import Forbidden, InvalidInput
-from perpetua.identity.signin import check_password
 from perpetua.identity.sessions import start_session
+from perpetua.identity.signin import check_password
 from perpetua.practices import service as practices
 from perpetua.practices.service import PracticeView
 from perpetua.web.context import client_ip, request_id, services, user_agent

@@ -30,7 +30,9 @@ async def readyz(request: Request) -> JSONResponse:
             applied = {row["version"]: row["sha256"] for row in await cur.fetchall()}
         expected = {m.version: m.sha256 for m in discover()}
         if applied != expected:
-            checks["migrations"] = "pending" if len(applied) < len(expected) else "drift"
+            checks["migrations"] = (
+                "pending" if len(applied) < len(expected) else "drift"
+            )
     except Exception:  # any failure to reach the database means not ready
         checks["database"] = "unreachable"
         checks["migrations"] = "unknown"

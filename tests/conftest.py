@@ -1,0 +1,139 @@
+"""Fixtures shared by every test: a real embedded PostgreSQL per test process, a
+fresh database per test cloned from a migrated template, and the application wired
+to that database with a controllable clock. Nothing of Perpetua's is mocked."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from starlette.testclient import TestClient
+
+from perpetua.clock import FrozenClock
+from perpetua.config import Settings
+from perpetua.db.embedded import ADMIN_ROLE, EmbeddedPostgres
+from perpetua.db.migrations import migrate
+from perpetua.db.pool import Database
+from perpetua.db.secrets_dir import read_or_create_secret
+from perpetua.db.target import (
+    OWNER_ROLE,
+    SERVICE_ROLE,
+    DatabaseTarget,
+    bootstrap_embedded,
+    ensure_database,
+)
+from perpetua.web.app import create_app
+
+TEMPLATE_DB = "perpetua_template"
+
+
+def scratch_dir(prefix: str) -> Path:
+    # Not pytest's tmp_path: that lives under a 0700 folder the postgres OS user
+    # (used when tests run as root) could not enter.
+    base = Path(os.environ.get("PERPETUA_TEST_TMP", tempfile.gettempdir()))
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+
+
+class Cluster:
+    """One embedded server for this test process, with a migrated template."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.pg = EmbeddedPostgres(data_dir)
+        self.pg.acquire()
+        settings = Settings(data_dir=data_dir)
+        bootstrap_embedded(settings, self.pg)
+        self.owner_pw = read_or_create_secret(data_dir, "db-owner.password")
+        self.service_pw = read_or_create_secret(data_dir, "db-service.password")
+        with self.admin() as conn, conn.cursor() as cur:
+            ensure_database(cur, TEMPLATE_DB)  # type: ignore[arg-type]
+        migrate(self.target(TEMPLATE_DB).conninfo("owner"))
+
+    def admin(self, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
+        info = self.pg.conninfo(ADMIN_ROLE, self.pg.admin_password(), dbname)
+        return psycopg.connect(**info, autocommit=True)
+
+    def target(self, dbname: str) -> DatabaseTarget:
+        return DatabaseTarget(
+            owner=self.pg.conninfo(OWNER_ROLE, self.owner_pw, dbname),
+            service=self.pg.conninfo(SERVICE_ROLE, self.service_pw, dbname),
+            embedded=self.pg,
+        )
+
+    def clone(self) -> str:
+        name = "t_" + uuid.uuid4().hex[:16]
+        with self.admin() as conn:
+            conn.execute(
+                sql.SQL("create database {} template {} owner {}").format(
+                    sql.Identifier(name),
+                    sql.Identifier(TEMPLATE_DB),
+                    sql.Identifier(OWNER_ROLE),
+                )
+            )
+            conn.execute(
+                sql.SQL("grant connect, temporary on database {} to {}").format(
+                    sql.Identifier(name), sql.Identifier(SERVICE_ROLE)
+                )
+            )
+        return name
+
+    def drop(self, name: str) -> None:
+        with self.admin() as conn:
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(
+                    sql.Identifier(name)
+                )
+            )
+
+    def close(self) -> None:
+        self.pg.release()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    made = Cluster(scratch_dir("perpetua-test-pg-"))
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def target(cluster: Cluster) -> Iterator[DatabaseTarget]:
+    """A database of its own for this test, already migrated."""
+    name = cluster.clone()
+    yield cluster.target(name)
+    cluster.drop(name)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+def settings(cluster: Cluster) -> Settings:
+    return Settings(data_dir=cluster.data_dir, host="testserver", port=443)
+
+
+@pytest.fixture
+def client(
+    target: DatabaseTarget, settings: Settings, clock: FrozenClock
+) -> Iterator[TestClient]:
+    """The whole application over its ASGI interface, with its own database."""
+    app = create_app(
+        settings,
+        Database(target.conninfo("service"), min_size=1),
+        clock,
+        run_jobs=False,
+    )
+    with TestClient(app, base_url="https://testserver") as test_client:
+        yield test_client
+
+
+def owner_connection(target: DatabaseTarget) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(target.conninfo("owner"), autocommit=True)
