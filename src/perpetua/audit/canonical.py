@@ -1,0 +1,346 @@
+"""Canonical bytes for one audit event: the exact data a Merkle leaf commits to.
+
+This module guards determinism. The sealing job hashes these bytes, the exporter
+writes them as one line of the archive, and a practice's verifier hashes that line
+again, so one event must have one and only one encoding, today and years from now.
+
+The encoding is JSON with keys sorted, no whitespace, UTF-8 output with only the
+characters JSON requires escaped (quote, backslash and controls below U+0020, the
+five short escapes where JSON has them, lowercase ``\\u00xx`` otherwise). For the
+values an event may hold (ASCII keys, NFC strings without lone surrogates, integers
+below 2**53, lists of strings, null) this is exactly the RFC 8785 (JCS) output, so
+an auditor can reproduce it with any JCS library, and ``jq -cS`` gets close. JSON
+was chosen over a binary format because an export must stay readable by a person
+with a text editor; JCS compatibility gives it a published definition beyond our
+code.
+
+Decoding is strict: unknown or missing fields, duplicate keys, wrong types, text
+that is not NFC, and any byte sequence that is not the canonical encoding of what
+it decodes to are all rejected, so an archive line either round-trips byte for
+byte or is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Literal, TypedDict
+
+__all__ = [
+    "EVENT_FIELDS",
+    "EVENT_VERSION",
+    "MAX_INDEX",
+    "AuditEvent",
+    "MalformedEvent",
+    "NonCanonicalEvent",
+    "decode_event",
+    "encode_event",
+    "format_time",
+    "make_event",
+    "parse_time",
+]
+
+EVENT_VERSION: Literal[1] = 1
+
+# JCS represents numbers as IEEE doubles; past 2**53 two indices could share one
+# encoding in other implementations, so the log refuses to grow that far.
+MAX_INDEX = 2**53 - 1
+
+_MAX_TEXT = 4096
+_MAX_TOKEN = 128
+_MAX_IDS = 1000
+
+
+class AuditEvent(TypedDict):
+    """One audit event, as stored, sealed and exported."""
+
+    v: Literal[1]
+    practice_id: str
+    index: int
+    time: str
+    actor_kind: str
+    actor_id: str | None
+    actor_role: str | None
+    action: str
+    resource_type: str
+    resource_ids: list[str]
+    patient_ids: list[str]
+    purpose_of_use: str | None
+    reason: str | None
+    ip: str | None
+    user_agent: str | None
+    request_id: str | None
+    outcome: str
+
+
+class MalformedEvent(ValueError):
+    """An event is missing a field, has an unknown one, or holds a bad value."""
+
+
+class NonCanonicalEvent(MalformedEvent):
+    """Bytes decode to a valid event but are not that event's canonical encoding."""
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# Colon-shaped tags such as ``patient:read`` or ``front_desk``.
+_TOKEN = re.compile(r"[a-z0-9][a-z0-9_.:\-]*")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+
+_Kind = Literal["uuid", "index", "time", "token", "text", "ids", "ip", "version"]
+
+# Field name -> (kind, may be null). The order here is documentation only; the
+# encoding sorts keys.
+EVENT_FIELDS: Mapping[str, tuple[_Kind, bool]] = {
+    "v": ("version", False),
+    "practice_id": ("uuid", False),
+    "index": ("index", False),
+    "time": ("time", False),
+    "actor_kind": ("token", False),
+    "actor_id": ("text", True),
+    "actor_role": ("token", True),
+    "action": ("token", False),
+    "resource_type": ("token", False),
+    "resource_ids": ("ids", False),
+    "patient_ids": ("ids", False),
+    "purpose_of_use": ("text", True),
+    "reason": ("text", True),
+    "ip": ("ip", True),
+    "user_agent": ("text", True),
+    "request_id": ("text", True),
+    "outcome": ("token", False),
+}
+_FIELD_SET = frozenset(EVENT_FIELDS)
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with exactly six fractional digits and a ``Z``."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise MalformedEvent("event time must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    """Inverse of ``format_time``; refuses every other spelling of a time."""
+    if not _TIME.fullmatch(text):
+        raise MalformedEvent(f"time {text!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    try:
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise MalformedEvent(f"time {text!r} is not a real instant") from exc
+
+
+def _check_text(name: str, value: object, limit: int = _MAX_TEXT) -> None:
+    if value.__class__ is not str:
+        raise MalformedEvent(f"{name} must be a string")
+    if len(value) > limit:
+        raise MalformedEvent(f"{name} is longer than {limit} characters")
+    if value.isascii():
+        return
+
+    # A lone surrogate cannot be written as UTF-8, and text that is not NFC has a
+    # twin that looks identical but hashes differently.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MalformedEvent(f"{name} holds a lone surrogate") from exc
+    if not unicodedata.is_normalized("NFC", value):
+        raise MalformedEvent(f"{name} is not in Unicode NFC form")
+
+
+def _check_version(name: str, value: object) -> None:
+    if value.__class__ is not int or value != EVENT_VERSION:
+        raise MalformedEvent(f"unsupported event version {value!r}")
+
+
+def _check_uuid(name: str, value: object) -> None:
+    if value.__class__ is not str or not _UUID.fullmatch(value):
+        raise MalformedEvent(f"{name} must be a lowercase UUID")
+
+
+def _check_index(name: str, value: object) -> None:
+    # bool is an int in Python but true/false in JSON, hence the exact class.
+    if value.__class__ is not int or not 0 <= value <= MAX_INDEX:
+        raise MalformedEvent(f"{name} must be an integer in 0..2**53-1")
+
+
+def _check_time(name: str, value: object) -> None:
+    if value.__class__ is not str:
+        raise MalformedEvent(f"{name} must be a string")
+    parse_time(value)
+
+
+def _check_token(name: str, value: object) -> None:
+    if value.__class__ is not str or len(value) > _MAX_TOKEN:
+        raise MalformedEvent(f"{name} must be a short lowercase tag")
+    if not _TOKEN.fullmatch(value):
+        raise MalformedEvent(f"{name} {value!r} is not a lowercase tag")
+
+
+def _check_ids(name: str, value: object) -> None:
+    if value.__class__ is not list or len(value) > _MAX_IDS:
+        raise MalformedEvent(f"{name} must be a list of at most {_MAX_IDS}")
+    for item in value:
+        _check_text(name, item, _MAX_TOKEN)
+        if not item:
+            raise MalformedEvent(f"{name} holds an empty identifier")
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip_problem(value: str) -> str | None:
+    # Cached: a practice sees the same few addresses over and over.
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return "is not an IP address"
+
+    # "::ffff:0:1" and "::FFFF:0.0.0.1" are one address; keep one spelling.
+    if address.compressed != value:
+        return f"must be written as {address.compressed}"
+    return None
+
+
+def _check_ip(name: str, value: object) -> None:
+    if value.__class__ is not str:
+        raise MalformedEvent(f"{name} must be a string")
+    problem = _ip_problem(value)
+    if problem is not None:
+        raise MalformedEvent(f"{name} {value!r} {problem}")
+
+
+_CHECKS: Mapping[_Kind, Callable[[str, object], None]] = {
+    "version": _check_version,
+    "uuid": _check_uuid,
+    "index": _check_index,
+    "time": _check_time,
+    "token": _check_token,
+    "text": _check_text,
+    "ids": _check_ids,
+    "ip": _check_ip,
+}
+_PLAN = tuple(
+    (name, _CHECKS[kind], nullable) for name, (kind, nullable) in EVENT_FIELDS.items()
+)
+
+
+def _validate(event: Mapping[str, object]) -> None:
+    if event.keys() != _FIELD_SET:
+        keys = set(event)
+        missing = sorted(_FIELD_SET - keys)
+        extra = sorted(keys - _FIELD_SET)
+        raise MalformedEvent(f"event fields differ: missing {missing}, extra {extra}")
+    for name, check, nullable in _PLAN:
+        value = event[name]
+        if value is None:
+            if not nullable:
+                raise MalformedEvent(f"{name} is required")
+            continue
+        check(name, value)
+
+
+# One encoder, built once: json.dumps would build a new one per call.
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def _dumps(event: Mapping[str, object]) -> bytes:
+    return _ENCODER.encode(event).encode("utf-8")
+
+
+def encode_event(event: Mapping[str, object]) -> bytes:
+    """Validate ``event`` and return its canonical bytes (no trailing newline)."""
+    _validate(event)
+    return _dumps(event)
+
+
+def _reject_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise MalformedEvent("event repeats a key")
+    return result
+
+
+def _reject_constant(name: str) -> object:
+    raise MalformedEvent(f"{name} is not JSON")
+
+
+def decode_event(data: bytes) -> AuditEvent:
+    """Parse canonical bytes back into an event, refusing any other encoding."""
+    try:
+        text = data.decode("utf-8")
+        value = json.loads(
+            text,
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+        )
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise MalformedEvent(f"not a JSON object: {exc}") from exc
+    if not isinstance(value, dict):
+        raise MalformedEvent("an event is a JSON object")
+    _validate(value)
+
+    # Accepting a second spelling of the same event would let two archives with
+    # different bytes (and different roots) claim the same history.
+    if _dumps(value) != data:
+        raise NonCanonicalEvent("bytes are not the canonical encoding of the event")
+    event: AuditEvent = value  # type: ignore[assignment]
+    return event
+
+
+def _compress_ip(value: str) -> str:
+    try:
+        return ipaddress.ip_address(value).compressed
+    except ValueError as exc:
+        raise MalformedEvent(f"ip {value!r} is not an IP address") from exc
+
+
+def make_event(
+    *,
+    practice_id: str,
+    index: int,
+    time: datetime,
+    actor_kind: str,
+    action: str,
+    resource_type: str,
+    outcome: str,
+    actor_id: str | None = None,
+    actor_role: str | None = None,
+    resource_ids: Sequence[str] = (),
+    patient_ids: Sequence[str] = (),
+    purpose_of_use: str | None = None,
+    reason: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    request_id: str | None = None,
+) -> AuditEvent:
+    """Build a valid event, normalizing text to NFC and the time to UTC."""
+
+    def nfc(value: str | None) -> str | None:
+        return None if value is None else unicodedata.normalize("NFC", value)
+
+    event: AuditEvent = {
+        "v": EVENT_VERSION,
+        "practice_id": practice_id.lower(),
+        "index": index,
+        "time": format_time(time),
+        "actor_kind": actor_kind,
+        "actor_id": nfc(actor_id),
+        "actor_role": actor_role,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_ids": [unicodedata.normalize("NFC", r) for r in resource_ids],
+        "patient_ids": [unicodedata.normalize("NFC", p) for p in patient_ids],
+        "purpose_of_use": nfc(purpose_of_use),
+        "reason": nfc(reason),
+        "ip": None if ip is None else _compress_ip(ip),
+        "user_agent": nfc(user_agent),
+        "request_id": nfc(request_id),
+        "outcome": outcome,
+    }
+    _validate(event)
+    return event
