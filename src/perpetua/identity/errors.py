@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-class PasswordPolicyViolation(PerpetuaError):  # noqa: N818 - named for a condition
+class PasswordPolicyViolation(PerpetuaError):
     """A chosen password is refused; subclasses name the reason."""
 
     code = "password_policy_violation"
@@ -83,7 +83,7 @@ class PasswordMatchesName(PasswordPolicyViolation):
     title = "The password must not be your name"
 
 
-class TotpCodeInvalid(PerpetuaError):  # noqa: N818 - named for a condition
+class TotpCodeInvalid(PerpetuaError):
     code = "totp_invalid"
     status = 401
     title = "The code from your authenticator app is not valid"
@@ -96,13 +96,13 @@ class TotpCodeReplayed(TotpCodeInvalid):
     title = "This code has already been used; wait for the next one"
 
 
-class RecoveryCodeMalformed(PerpetuaError):  # noqa: N818 - named for a condition
+class RecoveryCodeMalformed(PerpetuaError):
     code = "recovery_code_malformed"
     status = 422
     title = "A recovery code has ten letters and digits, like abcde-12345"
 
 
-class WebAuthnVerificationFailed(PerpetuaError):  # noqa: N818 - named for a condition
+class WebAuthnVerificationFailed(PerpetuaError):
     # The detail says which check failed, for operators; the title stays vague on
     # purpose, since the browser's user cannot act on the difference.
     code = "webauthn_verification_failed"

@@ -10,8 +10,8 @@ import uuid
 
 from anyio import to_thread
 
-from perpetua.db.pool import Database
 from perpetua.access.claims import Claims
+from perpetua.db.pool import Database
 from perpetua.identity.passwords import dummy_verify, hash_password, verify_password
 
 
