@@ -149,7 +149,7 @@ def openssl_reference() -> str:
         "-bytes", str(MIB),
     ]  # fmt: skip
     try:
-        done = subprocess.run(  # noqa: S603  # fixed argv, no shell
+        done = subprocess.run(  # fixed argv, no shell
             command, capture_output=True, text=True, timeout=60, check=True
         )
     except (OSError, subprocess.SubprocessError) as exc:
@@ -231,7 +231,7 @@ def memory_child(size: int, mode: str) -> None:
 
 
 def measure_memory(size: int, mode: str) -> dict[str, float]:
-    done = subprocess.run(  # noqa: S603  # our own script, fixed argv
+    done = subprocess.run(  # our own script, fixed argv
         [sys.executable, __file__, "--memory-child", str(size), mode],
         capture_output=True,
         text=True,

@@ -5,6 +5,7 @@ to that database with a controllable clock. Nothing of Perpetua's is mocked."""
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from starlette.testclient import TestClient
 
 from perpetua.clock import FrozenClock
 from perpetua.config import Settings
-from perpetua.db.embedded import ADMIN_ROLE, EmbeddedPostgres
+from perpetua.db.embedded import ADMIN_ROLE, EmbeddedPostgres, pg_binary
 from perpetua.db.migrations import migrate
 from perpetua.db.pool import Database
 from perpetua.db.secrets_dir import read_or_create_secret
@@ -137,3 +138,33 @@ def client(
 
 def owner_connection(target: DatabaseTarget) -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(target.conninfo("owner"), autocommit=True)
+
+
+def admin_dump(target: DatabaseTarget) -> str:
+    """A plain `pg_dump` of the test database, as a thief with a copy would see it."""
+    assert target.embedded is not None
+    info = target.owner
+    env = {
+        **os.environ,
+        "PGHOST": info["host"],
+        "PGPORT": info["port"],
+        "PGUSER": ADMIN_ROLE,
+        "PGPASSWORD": target.embedded.admin_password(),
+    }
+    result = subprocess.run(
+        [pg_binary("pg_dump"), "--no-owner", info["dbname"]],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return result.stdout
+
+
+def admin_connection(target: DatabaseTarget) -> psycopg.Connection[tuple[object, ...]]:
+    """The cluster's superuser on the test database: sees past row-level security,
+    as an auditor's check (or an attacker with full access) would."""
+    assert target.embedded is not None
+    info = {**target.owner, "user": ADMIN_ROLE}
+    info["password"] = target.embedded.admin_password()
+    return psycopg.connect(**info, autocommit=True)

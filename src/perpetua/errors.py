@@ -92,3 +92,38 @@ class ServiceUnavailable(PerpetuaError):
     code = "service_unavailable"
     status = 503
     title = "Service unavailable"
+
+
+class AuditUnavailable(PerpetuaError):
+    """Fail closed: an access that cannot be recorded does not happen."""
+
+    code = "audit_unavailable"
+    status = 503
+    title = "The access could not be recorded, so no data was returned"
+
+
+class BaaNotSigned(PerpetuaError):
+    code = "baa_not_signed"
+    status = 403
+    title = (
+        "Patient data is locked until the practice's owner signs the Business "
+        "Associate Agreement"
+    )
+
+
+class NoValidClaims(PerpetuaError):
+    code = "no_valid_claims"
+    status = 403
+    title = "The request carried no identity the database accepts"
+
+
+class InvalidRange(PerpetuaError):
+    code = "invalid_range"
+    status = 422
+    title = "The requested range is too long"
+
+
+class StillReferenced(PerpetuaError):
+    code = "still_referenced"
+    status = 409
+    title = "Other records still refer to this one; remove or move them first"

@@ -29,9 +29,11 @@ class Claims:
     reason: str | None = None
     client_ip: str | None = None
     user_agent: str | None = None
+    # API tokens and agents: what the role is narrowed to (identity/scopes.py).
+    scopes: tuple[str, ...] | None = None
 
-    def as_json(self) -> dict[str, str]:
-        out = {
+    def as_json(self) -> dict[str, str | list[str]]:
+        out: dict[str, str | list[str]] = {
             "actor_kind": self.actor_kind,
             "sub": str(self.actor_id),
             "request_id": self.request_id,
@@ -45,6 +47,8 @@ class Claims:
             "user_agent": self.user_agent,
         }
         out.update({k: v for k, v in optional.items() if v is not None})
+        if self.scopes is not None:
+            out["scopes"] = list(self.scopes)
         return out
 
 

@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from perpetua.api.identity_routes import session_out
+from perpetua.api.identity_schemas import SignInOut
 from perpetua.api.schemas import (
     MembershipOut,
     MeOut,
@@ -22,9 +24,11 @@ from perpetua.identity.sessions import Principal, end_session
 from perpetua.practices import service as practices
 from perpetua.web import flows
 from perpetua.web.context import (
+    api_pending_principal,
     api_principal,
     client_ip,
     request_id,
+    scoped,
     services,
     user_agent,
 )
@@ -68,15 +72,18 @@ async def sign_up(body: SignUpIn, request: Request) -> SignedUpOut:
 
 
 @router.post("/sessions", status_code=201, tags=["sessions"])
-async def sign_in(body: SignInIn, request: Request) -> SessionOut:
-    """Exchange email and password for a session token."""
-    token = await flows.sign_in(request, body.email, body.password, body.practice_id)
-    return _session_out(request, token)
+async def sign_in(body: SignInIn, request: Request) -> SignInOut:
+    """Exchange email and password for a session token. When a second factor is
+    enrolled the session is `mfa_pending` until one is sent; see docs/identity.md."""
+    result = await flows.sign_in(request, body.email, body.password, body.practice_id)
+    return session_out(request, result.token, result.state)
 
 
 @router.delete("/sessions/current", status_code=204, tags=["sessions"])
-async def sign_out(principal: Authed, request: Request) -> Response:
-    """End the session this token belongs to."""
+async def sign_out(
+    principal: Annotated[Principal, Depends(api_pending_principal)], request: Request
+) -> Response:
+    """End the session this token belongs to, whatever its state."""
     svc = services(request)
     await end_session(svc.db, svc.clock, principal)
     return Response(status_code=204)
@@ -103,7 +110,10 @@ def _require_practice(principal: Principal) -> None:
 
 
 @router.get("/practice", tags=["practices"])
-async def get_practice(principal: Authed, request: Request) -> PracticeOut:
+async def get_practice(
+    principal: Annotated[Principal, Depends(scoped("practice:view"))],
+    request: Request,
+) -> PracticeOut:
     """The practice this session acts in, with its trial status."""
     _require_practice(principal)
     assert principal.practice_id is not None

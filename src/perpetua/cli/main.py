@@ -6,7 +6,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from perpetua.cli import db_commands, practice_commands, serve_command
+from perpetua.cli import (
+    db_commands,
+    demo_command,
+    practice_commands,
+    redact_command,
+    serve_command,
+    staff_commands,
+)
 from perpetua.errors import PerpetuaError
 
 
@@ -16,7 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Perpetua: a HIPAA-grade front office for medical practices.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve_command, db_commands, practice_commands):
+    commands = (
+        serve_command,
+        db_commands,
+        practice_commands,
+        demo_command,
+        redact_command,
+        staff_commands,
+    )
+    for module in commands:
         module.register(sub)
     return parser
 

@@ -253,11 +253,13 @@ class EmbeddedPostgres:
                 raise ConfigError("embedded PostgreSQL did not become ready")
             time.sleep(0.1)
 
-    def _stop(self) -> None:
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server. `immediate` aborts without a checkpoint, as a crash
+        would; the next start then replays the write-ahead log."""
         if self.postmaster() is None:
             return
         self._run_as_postgres(
-            [pg_binary("pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "stop"]
+            [pg_binary("pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "stop"]
         )
 
     # -- shared holding ------------------------------------------------------------
@@ -307,7 +309,7 @@ class EmbeddedPostgres:
             (self.holders_dir / str(os.getpid())).unlink(missing_ok=True)
             self._held = False
             if not self._live_holders():
-                self._stop()
+                self.stop()
 
     def conninfo(self, user: str, password: str, dbname: str) -> dict[str, str]:
         info = self.postmaster()

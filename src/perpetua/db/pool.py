@@ -13,7 +13,16 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from perpetua.access.claims import Claims
-from perpetua.errors import Forbidden, PerpetuaError, PracticeReadOnly
+from perpetua.errors import (
+    AuditUnavailable,
+    BaaNotSigned,
+    Forbidden,
+    InvalidRange,
+    NoValidClaims,
+    PerpetuaError,
+    PracticeReadOnly,
+    StillReferenced,
+)
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 
@@ -22,6 +31,11 @@ Conn = psycopg.AsyncConnection[dict[str, Any]]
 _DATABASE_REFUSALS: dict[str, type[PerpetuaError]] = {
     "PR001": PracticeReadOnly,
     "PR403": Forbidden,
+    "PR401": NoValidClaims,
+    "PB001": BaaNotSigned,
+    "PA500": AuditUnavailable,
+    "PV001": InvalidRange,
+    "23503": StillReferenced,
     "42501": Forbidden,
 }
 

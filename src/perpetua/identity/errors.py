@@ -17,8 +17,20 @@ recovery code or key material that was offered.
     ├── TotpCodeInvalid
     │   └── TotpCodeReplayed
     ├── RecoveryCodeMalformed
-    └── WebAuthnVerificationFailed
-        └── SignCountRegression
+    ├── RecoveryCodeInvalid
+    ├── WebAuthnVerificationFailed
+    │   └── SignCountRegression
+    ├── TooManyAttempts (carries retry_after seconds)
+    ├── SecondFactorRequired (password accepted; a second factor must follow)
+    ├── MfaEnrolmentRequired (only enrolment is reachable until a factor exists)
+    ├── StaffMfaNotEnrolled
+    ├── ReauthenticationRequired
+    ├── FreshSecondFactorRequired
+    ├── LastOwner
+    ├── LinkInvalid (invitation, password reset or enrolment link)
+    ├── AlreadyMember
+    ├── ApiTokenNotAllowed
+    └── ScopeMissing
 """
 
 from __future__ import annotations
@@ -26,15 +38,27 @@ from __future__ import annotations
 from perpetua.errors import InvalidCredentials, PerpetuaError
 
 __all__ = [
+    "AlreadyMember",
+    "ApiTokenNotAllowed",
+    "FreshSecondFactorRequired",
     "InvalidCredentials",
+    "LastOwner",
+    "LinkInvalid",
+    "MfaEnrolmentRequired",
     "PasswordMatchesEmail",
     "PasswordMatchesName",
     "PasswordPolicyViolation",
     "PasswordTooCommon",
     "PasswordTooLong",
     "PasswordTooShort",
+    "ReauthenticationRequired",
+    "RecoveryCodeInvalid",
     "RecoveryCodeMalformed",
+    "ScopeMissing",
+    "SecondFactorRequired",
     "SignCountRegression",
+    "StaffMfaNotEnrolled",
+    "TooManyAttempts",
     "TotpCodeInvalid",
     "TotpCodeReplayed",
     "WebAuthnVerificationFailed",
@@ -115,3 +139,89 @@ class SignCountRegression(WebAuthnVerificationFailed):
     # key was copied to a second device.
     code = "webauthn_sign_count_regression"
     title = "This security key reported an unexpected state; contact your administrator"
+
+
+class RecoveryCodeInvalid(PerpetuaError):
+    code = "recovery_code_invalid"
+    status = 401
+    title = "This recovery code is not valid or has already been used"
+
+
+class TooManyAttempts(PerpetuaError):
+    # Said the same way whether or not the account exists, so that the lock itself
+    # does not reveal which emails have accounts.
+    code = "too_many_attempts"
+    status = 429
+    title = "Too many attempts; wait before trying again"
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = max(1, retry_after)
+        super().__init__(f"Try again in {self.retry_after} seconds")
+
+
+class SecondFactorRequired(PerpetuaError):
+    code = "mfa_required"
+    status = 401
+    title = "Confirm it is you with your second factor"
+    console_redirect = "/signin/mfa"
+
+
+class MfaEnrolmentRequired(PerpetuaError):
+    code = "mfa_enrolment_required"
+    status = 403
+    title = "Set up a second factor before you continue"
+    console_redirect = "/security/mfa"
+
+
+class StaffMfaNotEnrolled(PerpetuaError):
+    # Perpetua's own staff reach many practices' settings: without a second factor
+    # they get no session at all, only the enrolment link an operator issues.
+    code = "staff_mfa_not_enrolled"
+    status = 403
+    title = "Staff accounts sign in only after enrolling a second factor"
+
+
+class ReauthenticationRequired(PerpetuaError):
+    code = "reauthentication_required"
+    status = 403
+    title = "Confirm your password to continue"
+    console_redirect = "/security/confirm"
+
+
+class FreshSecondFactorRequired(PerpetuaError):
+    code = "fresh_second_factor_required"
+    status = 403
+    title = "Confirm with your second factor to continue"
+    console_redirect = "/security/confirm"
+
+
+class LastOwner(PerpetuaError):
+    code = "last_owner"
+    status = 409
+    title = "A practice keeps at least one owner"
+
+
+class LinkInvalid(PerpetuaError):
+    # Expired, used, revoked or never issued: one answer for all, since the
+    # difference would help only someone guessing links.
+    code = "link_invalid"
+    status = 410
+    title = "This link is no longer valid; ask for a new one"
+
+
+class AlreadyMember(PerpetuaError):
+    code = "already_member"
+    status = 409
+    title = "This account already belongs to the practice"
+
+
+class ApiTokenNotAllowed(PerpetuaError):
+    code = "api_token_not_allowed"
+    status = 403
+    title = "API tokens cannot use this endpoint"
+
+
+class ScopeMissing(PerpetuaError):
+    code = "scope_missing"
+    status = 403
+    title = "The API token lacks the scope this endpoint needs"

@@ -14,13 +14,19 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from perpetua import __version__
-from perpetua.api import v1
+from perpetua.access.permissions import load_permissions
+from perpetua.api import identity_routes, records_routes, v1
 from perpetua.clock import Clock
 from perpetua.config import Settings
 from perpetua.db.pool import Database
 from perpetua.identity.sessions import SessionPolicy, purge_ended_sessions
 from perpetua.jobs.runner import Job, JobRunner
-from perpetua.web import console, health
+from perpetua.mail.outbox import deliver_due
+from perpetua.mail.transport import transport_for
+from perpetua.records.gate import RecordsGate
+from perpetua.records.service import Records
+from perpetua.records.vault import Vault
+from perpetua.web import console, console_identity, console_records, health
 from perpetua.web.context import Services
 from perpetua.web.errors import LastResortMiddleware, install_error_handlers
 from perpetua.web.headers import SecurityMiddleware
@@ -34,6 +40,15 @@ def background_jobs(svc: Services) -> list[Job]:
             "sessions.purge_ended",
             600,
             lambda: purge_ended_sessions(svc.db, svc.clock),
+        ),
+        Job(
+            "mail.deliver",
+            30,
+            lambda: deliver_due(
+                svc.db,
+                svc.clock,
+                transport_for(svc.settings.smtp_url, svc.settings.data_dir),
+            ),
         ),
     ]
 
@@ -56,9 +71,13 @@ def create_app(
     )
     runner = JobRunner(background_jobs(svc) if run_jobs else [])
 
+    vault = Vault.open(settings.data_dir)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await db.open()
+        permissions = await load_permissions(db)
+        svc.records = Records(RecordsGate(db, permissions), vault)
         runner.start()
         try:
             yield
@@ -81,7 +100,12 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(v1.router)
+    app.include_router(identity_routes.router)
+    app.include_router(records_routes.exports)
+    app.include_router(records_routes.router)
     app.include_router(console.router)
+    app.include_router(console_identity.router)
+    app.include_router(console_records.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     # Added innermost first: the last-resort handler sits inside the security
     # headers, so even an unexpected failure is answered with them.

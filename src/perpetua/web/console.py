@@ -20,6 +20,7 @@ from perpetua.web import flows
 from perpetua.web.context import (
     SESSION_COOKIE,
     client_ip,
+    console_pending_principal,
     console_principal,
     request_id,
     services,
@@ -118,13 +119,15 @@ async def signin_submit(
 ) -> Response:
     check_csrf(request, csrf)
     try:
-        token = await flows.sign_in(request, email, password, None)
+        result = await flows.sign_in(request, email, password, None)
     except PerpetuaError as exc:
         return page(
             request, "signin.html", exc.status, form={"email": email}, error=exc.detail
         )
-    response = RedirectResponse("/dashboard", status_code=303)
-    _set_session(response, token)
+    # A second factor or its enrolment comes next when the session is not full.
+    target = {"mfa_pending": "/signin/mfa", "mfa_enrolment": "/security/mfa"}
+    response = RedirectResponse(target.get(result.state, "/dashboard"), 303)
+    _set_session(response, result.token)
     rotate_csrf(request)
     remember_csrf(request, response)
     return response
@@ -135,7 +138,11 @@ async def signout(
     request: Request, csrf: str = Form("", alias="csrf_token")
 ) -> Response:
     check_csrf(request, csrf)
-    principal = await _principal_or_none(request)
+    # Any session may sign out, including one still waiting for its second factor.
+    try:
+        principal: Principal | None = await console_pending_principal(request)
+    except (NotAuthenticated, SessionExpired):
+        principal = None
     if principal:
         svc = services(request)
         await end_session(svc.db, svc.clock, principal)

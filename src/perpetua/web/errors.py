@@ -13,7 +13,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.types import Message, Receive, Scope, Send
 
 from perpetua.errors import PerpetuaError
@@ -81,7 +86,20 @@ def render_error(
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PerpetuaError)
-    return render_error(request, exc.status, exc.code, exc.title, exc.detail)
+
+    # A console page that needs the sign-in finished first sends the browser to
+    # the page that finishes it, rather than showing an error.
+    redirect = getattr(exc, "console_redirect", None)
+    if redirect and not wants_json(request.url.path):
+        return RedirectResponse(redirect, status_code=303)
+    extra: dict[str, Any] = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after:
+        extra["retry_after"] = retry_after
+    response = render_error(request, exc.status, exc.code, exc.title, exc.detail, extra)
+    if retry_after:
+        response.headers["retry-after"] = str(retry_after)
+    return response
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from perpetua.access.claims import Claims
-from perpetua.errors import Forbidden, InvalidInput
 from perpetua.identity.sessions import start_session
-from perpetua.identity.signin import check_password
 from perpetua.practices import service as practices
 from perpetua.practices.service import PracticeView
+from perpetua.web import identity_flows
 from perpetua.web.context import client_ip, request_id, services, user_agent
 
 
@@ -54,29 +53,7 @@ async def sign_up_and_sign_in(
 
 async def sign_in(
     request: Request, email: str, password: str, practice_id: uuid.UUID | None
-) -> str:
+) -> identity_flows.SignInResult:
     """Check the password and open a session in the chosen practice (or the only
-    one the user belongs to)."""
-    svc = services(request)
-    user_id = await check_password(svc.db, email, password)
-
-    claims = Claims(actor_kind="user", actor_id=user_id, request_id=request_id(request))
-    async with svc.db.transaction(claims) as conn:
-        memberships = await practices.list_memberships(conn, user_id)
-    ids = [row["practice_id"] for row in memberships]
-    if practice_id is None and len(ids) == 1:
-        practice_id = ids[0]  # type: ignore[assignment]
-    elif practice_id is not None and practice_id not in ids:
-        raise Forbidden("you are not a member of that practice")
-    elif practice_id is None and len(ids) > 1:
-        raise InvalidInput("choose a practice: you belong to more than one")
-
-    return await start_session(
-        svc.db,
-        svc.clock,
-        svc.session_policy,
-        user_id=user_id,
-        practice_id=practice_id,
-        ip=client_ip(request),
-        user_agent=user_agent(request),
-    )
+    one the user belongs to); see `identity_flows.sign_in` for the second step."""
+    return await identity_flows.sign_in(request, email, password, practice_id)

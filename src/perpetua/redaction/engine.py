@@ -1,0 +1,552 @@
+"""Finding card numbers and security codes in transcript text, fast and fail-closed.
+
+The engine works in three passes so that megabytes of ordinary conversation cost
+little:
+
+1. A pre-filter scans a normalised copy of the text for stretches of digits and
+   number words. Stretches too short to hold a card are kept only when they sit at
+   the edge of a line (a card split across turns) or near a security-code word.
+2. Each kept stretch is read precisely into pieces of digits (see `spoken`).
+3. Pieces of one speaker are chained across turns, every run of consecutive pieces
+   that is 13-19 digits, passes Luhn and looks like a card is marked, then short
+   numbers asked for as a security code, and read-backs of a found card, are marked.
+
+Whenever a rule is unsure, it redacts: a missed card number is stored PHI-adjacent
+payment data, an extra marker costs a reader a few digits.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+
+from perpetua.redaction.cards import (
+    MAX_LENGTH,
+    MIN_LENGTH,
+    has_card_issuer_prefix,
+    luhn_valid,
+)
+from perpetua.redaction.lexicon import (
+    CONTEXT,
+    DIGIT_BOUND,
+    IDENTIFIER,
+    LOWER,
+    NORMALISE,
+    PREFILTER,
+    PREFILTER_LINE_START,
+    SECURITY_STEMS,
+    SPEAKER_LINE,
+    TOKEN,
+    TOPIC_CHANGE,
+)
+from perpetua.redaction.models import SpanKind
+from perpetua.redaction.spoken import Piece, read_pieces
+
+# How far (in characters) the engine looks for the other half of a card split
+# across turns, and for the question that made a short number a security code.
+_JOIN_REACH = 300
+_SECURITY_REACH = 200
+# Words allowed after a number at the end of a turn ("..., okay?") and before one at
+# the start of the next ("and then ...") for the two to be read as one number.
+_MAX_TAIL_WORDS = 3
+_MAX_HEAD_WORDS = 4
+_MAX_LINES_BETWEEN = 6
+# Cheap character bounds used by the pre-filter before the word counts above.
+_EDGE_TAIL = 12
+_EDGE_HEAD = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A character range of the scanned text that holds card data."""
+
+    start: int
+    end: int
+    kind: SpanKind
+
+
+@dataclass(slots=True)
+class _Segment:
+    pieces: list[Piece]
+    start: int
+    end: int
+
+
+class Layout:
+    """Where lines begin and end, and who is speaking on each line.
+
+    Plain text names speakers with line labels ("Caller: ..."); a list of turns
+    names them explicitly, joined one turn per line.
+    """
+
+    def __init__(
+        self,
+        text: str,
+        turn_starts: list[int] | None = None,
+        turn_speakers: list[str | None] | None = None,
+    ) -> None:
+        self.text = text
+        self._turn_starts = turn_starts
+        self._turn_speakers = turn_speakers
+        self._speakers: dict[int, str | None] = {}
+
+    def line_start(self, pos: int) -> int:
+        return self.text.rfind("\n", 0, pos) + 1
+
+    def line_end(self, pos: int) -> int:
+        end = self.text.find("\n", pos)
+        return len(self.text) if end < 0 else end
+
+    def label_end(self, line_start: int) -> int:
+        """Where the words of a line begin, after any speaker label."""
+        if self._turn_starts is not None:
+            return line_start
+        match = SPEAKER_LINE.match(self.text, line_start)
+        return match.end() if match else line_start
+
+    def speaker(self, pos: int) -> str | None:
+        if self._turn_starts is not None and self._turn_speakers is not None:
+            turn = bisect_right(self._turn_starts, pos) - 1
+            return self._turn_speakers[turn]
+
+        line = self.line_start(pos)
+        if line in self._speakers:
+            return self._speakers[line]
+        found: str | None = None
+        probe = line
+        # An unlabelled line continues the turn above it; stop looking after a while
+        # so that one huge unlabelled document stays linear.
+        for _ in range(50):
+            match = SPEAKER_LINE.match(self.text, probe)
+            if match:
+                found = match.group(1).strip().lower()
+                break
+            if probe == 0:
+                break
+            probe = self.line_start(probe - 1)
+        self._speakers[line] = found
+        return found
+
+
+def _normalise(text: str) -> tuple[str, str]:
+    """The lower-cased copy and the pre-filter copy (with one leading space).
+
+    Every non-ASCII code point becomes exactly one "?", so offsets carry over
+    unchanged; the digits and number words the engine reads are all ASCII.
+    """
+    raw = text.encode("ascii", "replace")
+    low = raw.translate(LOWER).decode("ascii")
+    norm = b" " + raw.translate(NORMALISE)
+    return low, norm.decode("ascii")
+
+
+def _is_back_cue(norm: str, found: int) -> bool:
+    """Whether "back" at `found` may be part of "on the back" or "back of the card".
+
+    "Call me back" is said in most calls and would send every phone number after it
+    to the precise reading. Only a word that is certainly neither "the" before nor
+    "of" after rules the cue out; too little text to tell keeps it.
+    """
+    before = norm[max(0, found - 64) : found].split()
+    if len(before) < 2 or before[-1] == "the":
+        return True
+    after = norm[found + 4 : found + 64].split()
+    return len(after) < 2 or after[0] == "of"
+
+
+def _security_cues(norm: str) -> list[int]:
+    positions: list[int] = []
+    for stem in SECURITY_STEMS:
+        found = norm.find(stem)
+        while found >= 0:
+            if stem != "back" or _is_back_cue(norm, found):
+                positions.append(found - 1)
+            found = norm.find(stem, found + 1)
+    positions.sort()
+    return positions
+
+
+def _cue_before(cues: list[int], pos: int) -> bool:
+    index = bisect_left(cues, pos - _SECURITY_REACH)
+    return index < len(cues) and cues[index] < pos
+
+
+def stretches(norm: str, start: int = 0, end: int = -1) -> list[tuple[int, int]]:
+    """Pre-filter stretches of norm[start:end] as (start, end) offsets of the text.
+
+    norm[i + 1] is text[i], and every match opens with the character before its
+    first token, so the match start is the text offset of that token.
+    """
+    stop = len(norm) if end < 0 else end
+    found = [(m.start(), m.end() - 1) for m in PREFILTER.finditer(norm, start, stop)]
+    opening = [
+        (m.start(), m.end() - 1)
+        for m in PREFILTER_LINE_START.finditer(norm, start, stop)
+    ]
+    if not opening:
+        return found
+
+    # A stretch opening a line may hold later tokens that the space-led pattern
+    # found again on their own; the longer, line-led stretch wins.
+    merged: list[tuple[int, int]] = []
+    for span in sorted(found + opening, key=lambda item: (item[0], -item[1])):
+        if merged and span[0] < merged[-1][1]:
+            continue
+        merged.append(span)
+    return merged
+
+
+def digit_bound(low: str, start: int, end: int) -> int:
+    """The most digits the precise reading can find in low[start:end].
+
+    Read with the precise tokens, so that amounts, times and dates ("$25.00",
+    "10:30", "12/26"), which end a number and give no digits, count for nothing.
+    """
+    bound = 0
+    for match in TOKEN.finditer(low, start, end):
+        kind = match.lastgroup
+        if kind == "number":
+            value = match.group()
+            if value.isdigit():
+                bound += len(value)
+        elif kind == "word":
+            bound += DIGIT_BOUND.get(match.group(), 0)
+    return bound
+
+
+def _regions(text: str, low: str, norm: str, cues: list[int]) -> list[tuple[int, int]]:
+    """Stretches of the text that deserve the precise reading, in order."""
+    keep: list[tuple[int, int]] = []
+    # Short stretches at a line edge: (start, end, ends a line, opens one).
+    edges: list[tuple[int, int, bool, bool]] = []
+    length = len(text)
+    cue_index = 0
+    cue_count = len(cues)
+
+    # This loop runs for every date, time, amount and phone number of the text, so
+    # each test is one C call, most expensive last, and no stretch is read here.
+    for start, end in stretches(norm):
+        kept = False
+        if end - start >= MIN_LENGTH:
+            digits = text[start:end]
+            if digits.isdigit():
+                # One solid group of digits is a whole number as written: a claim or
+                # account number that fails the card test needs no precise reading.
+                kept = len(digits) <= MAX_LENGTH and luhn_valid(digits)
+            else:
+                kept = digit_bound(low, start, end) >= MIN_LENGTH
+            if kept:
+                keep.append((start, end))
+        if not kept and cue_index < cue_count:
+            # Cues and stretches both come in order: walk the cues alongside.
+            while cue_index < cue_count and cues[cue_index] < start - _SECURITY_REACH:
+                cue_index += 1
+            if (
+                cue_index < cue_count
+                and cues[cue_index] < start
+                and digit_bound(low, start, end) >= 3
+            ):
+                keep.append((start, end))
+        line_end = text.find("\n", end)
+        ends_line = (length if line_end < 0 else line_end) - end <= _EDGE_TAIL
+        opens_line = start - (text.rfind("\n", 0, start) + 1) <= _EDGE_HEAD
+        if ends_line or opens_line:
+            edges.append((start, end, ends_line, opens_line))
+
+    # Short stretches matter only together: a number ending one line and numbers
+    # opening the next lines of the same speaker label may be one card split across
+    # turns. Keep a group only when its digits could add up to a card; a stretch
+    # that could be a card on its own was kept above, so lone edges are dropped.
+    groups: dict[str, list[tuple[int, int, bool, bool]]] = {}
+
+    def flush(group: list[tuple[int, int, bool, bool]]) -> None:
+        # Every token stands for at most as many digits as it has characters, so
+        # the length of the stretches rules out most groups before any reading.
+        if len(group) < 2 or sum(item[1] - item[0] for item in group) < MIN_LENGTH:
+            return
+        bounds = [digit_bound(low, item[0], item[1]) for item in group]
+        if sum(bounds) >= MIN_LENGTH:
+            keep.extend((item[0], item[1]) for item in group)
+
+    for edge in edges:
+        line = text.rfind("\n", 0, edge[0]) + 1
+        colon = text.find(":", line, min(line + 33, edge[0]))
+        label = text[line:colon] if colon >= 0 else ""
+        group = groups.get(label)
+        if group and group[-1][2] and edge[3] and edge[0] - group[-1][1] <= _JOIN_REACH:
+            group.append(edge)
+            continue
+        if group:
+            flush(group)
+        groups[label] = [edge]
+    for group in groups.values():
+        flush(group)
+    return sorted(set(keep))
+
+
+def _segments(low: str, start: int, end: int) -> list[_Segment]:
+    return [
+        _Segment(pieces, pieces[0].start, pieces[-1].end)
+        for pieces in read_pieces(low, start, end)
+    ]
+
+
+class _Scan:
+    """One pass of the precise rules over the kept stretches of one text."""
+
+    def __init__(self, text: str, layout: Layout) -> None:
+        self.text = text
+        self.layout = layout
+        self.low, self.norm = _normalise(text)
+        self.cues = _security_cues(self.norm)
+        self.marks: dict[tuple[int, int], SpanKind] = {}
+        self.cards: list[tuple[str, int, int]] = []
+        self.segments: list[_Segment] = []
+
+    def mark(self, pieces: list[Piece], kind: SpanKind) -> None:
+        for piece in pieces:
+            key = (piece.start, piece.end)
+            if self.marks.get(key) is not SpanKind.CARD_NUMBER:
+                self.marks[key] = kind
+
+    def is_marked(self, piece: Piece) -> bool:
+        return (piece.start, piece.end) in self.marks
+
+    # -- turns ------------------------------------------------------------------
+
+    def is_turn_end(self, segment: _Segment) -> bool:
+        line_end = self.layout.line_end(segment.end)
+        tail = self.norm[segment.end + 1 : line_end + 1]
+        return len(tail.split()) <= _MAX_TAIL_WORDS and not IDENTIFIER.search(tail)
+
+    def is_turn_start(self, segment: _Segment) -> bool:
+        line = self.layout.line_start(segment.start)
+        head = self.text[self.layout.label_end(line) : segment.start]
+        return len(head.split()) <= _MAX_HEAD_WORDS
+
+    def can_join(self, before: _Segment, after: _Segment, speaker: str | None) -> bool:
+        lines = self.text.count("\n", before.end, after.start)
+        if lines == 0 or lines > _MAX_LINES_BETWEEN:
+            return False
+        if speaker is None and lines != 1:
+            return False
+        # A question about another number in between ("and your member ID?", "and
+        # the security code?") means the next digits answer it, not the card.
+        return TOPIC_CHANGE.search(self.norm, before.end + 1, after.start + 1) is None
+
+    def chains(self) -> list[list[_Segment]]:
+        chains: list[list[_Segment]] = []
+        open_chains: dict[str | None, list[_Segment]] = {}
+        for segment in self.segments:
+            speaker = self.layout.speaker(segment.start)
+            chain = open_chains.get(speaker)
+            if (
+                chain is not None
+                and self.is_turn_start(segment)
+                and self.can_join(chain[-1], segment, speaker)
+            ):
+                chain.append(segment)
+            else:
+                chain = [segment]
+                chains.append(chain)
+            if self.is_turn_end(segment):
+                open_chains[speaker] = chain
+            else:
+                open_chains.pop(speaker, None)
+        return chains
+
+    # -- context ----------------------------------------------------------------
+
+    def card_context(self, pos: int) -> tuple[bool, bool]:
+        """(suppressed, said_to_be_a_card) for a number starting at `pos`.
+
+        The nearest context word decides: "claim number 4111..." is a claim number,
+        "the Visa, not the claim, is 4111..." is a card.
+        """
+        layout = self.layout
+        line = layout.line_start(pos)
+        near_start = max(line, pos - 80)
+        head = self.text[layout.label_end(line) : pos]
+        if line > 0 and len(head.split()) <= _MAX_HEAD_WORDS:
+            # An answer at the start of a turn is labelled by the question before it.
+            near_start = max(layout.line_start(line - 1), pos - 200)
+        nearest: str | None = None
+        for match in CONTEXT.finditer(self.norm, near_start + 1, pos + 1):
+            if match.lastgroup != "other":
+                nearest = match.lastgroup
+        # Limitation: a real card read out in answer to "what is the claim number?"
+        # is taken for the claim number; the label is trusted over the digits.
+        if nearest == "identifier":
+            return True, False
+        said = nearest in ("payment", "security")
+        if not said:
+            for match in CONTEXT.finditer(self.norm, max(0, pos - 300) + 1, pos + 1):
+                if match.lastgroup in ("payment", "security"):
+                    said = True
+                    break
+        return False, said
+
+    def asked_for_security_code(self, pos: int) -> bool:
+        layout = self.layout
+        start = layout.line_start(pos)
+        for _ in range(2):
+            if start == 0:
+                break
+            start = layout.line_start(start - 1)
+        start = max(start, pos - _SECURITY_REACH)
+        nearest: str | None = None
+        for match in CONTEXT.finditer(self.norm, start + 1, pos + 1):
+            # Card words do not end the question: "the code on the back of the card".
+            if match.lastgroup != "payment":
+                nearest = match.lastgroup
+        return nearest == "security"
+
+    # -- rules ------------------------------------------------------------------
+
+    def find_cards(self, chain: list[_Segment]) -> None:
+        pieces = [piece for segment in chain for piece in segment.pieces]
+        if sum(len(piece.digits) for piece in pieces) < MIN_LENGTH:
+            return
+        context: tuple[bool, bool] | None = None
+
+        # Every window that is a card is marked, and overlapping windows merge: a
+        # stray digit before a card costs one extra redacted digit, never a leak.
+        last = -1
+        for first in range(len(pieces)):
+            digits = ""
+            for index in range(first, len(pieces)):
+                digits += pieces[index].digits
+                if len(digits) > MAX_LENGTH:
+                    break
+                if len(digits) < MIN_LENGTH or not luhn_valid(digits):
+                    continue
+                # Context is read only for Luhn-valid windows: most long numbers
+                # in a front office (claims, member IDs) fail Luhn and cost nothing.
+                if context is None:
+                    context = self.card_context(chain[0].start)
+                suppressed, said = context
+                if not suppressed and (said or has_card_issuer_prefix(digits)):
+                    window = pieces[first : index + 1]
+                    self.mark(window, SpanKind.CARD_NUMBER)
+                    self.cards.append((digits, window[0].start, window[-1].end))
+                    last = max(last, index)
+        if last < 0:
+            return
+
+        # Three or four digits straight after a card, in the same breath, are taken
+        # for its security code (or expiry): "4242 ... 4242 737".
+        tail: list[Piece] = []
+        count = 0
+        line_end = self.layout.line_end(pieces[last].end)
+        for piece in pieces[last + 1 :]:
+            if piece.start > line_end or count >= 3:
+                break
+            tail.append(piece)
+            count += len(piece.digits)
+        if 3 <= count <= 4:
+            self.mark(tail, SpanKind.SECURITY_CODE)
+
+    def find_security_code(self, segment: _Segment) -> None:
+        if any(self.is_marked(piece) for piece in segment.pieces):
+            return
+        if not self.cues or not _cue_before(self.cues, segment.start):
+            return
+        count = sum(len(piece.digits) for piece in segment.pieces)
+        if 3 <= count <= 4 and self.asked_for_security_code(segment.start):
+            self.mark(segment.pieces, SpanKind.SECURITY_CODE)
+
+    def find_read_backs(self) -> list[_Segment]:
+        """Parts of a found card repeated nearby, such as an agent reading it back."""
+        extra: list[_Segment] = []
+        layout = self.layout
+        for digits, start, end in self.cards:
+            region_start = layout.line_start(start)
+            for _ in range(2):
+                if region_start > 0:
+                    region_start = layout.line_start(region_start - 1)
+            region_end = layout.line_end(end)
+            for _ in range(3):
+                if region_end < len(self.text):
+                    region_end = layout.line_end(region_end + 1)
+            for first, last in stretches(self.norm, region_start, region_end + 1):
+                # A read-back is four or more digits: shorter stretches need no look.
+                if digit_bound(self.low, first, last) < 4:
+                    continue
+                for segment in _segments(self.low, first, last):
+                    extra.append(segment)
+                    self.mark_substrings(segment.pieces, digits)
+        return extra
+
+    def mark_substrings(self, pieces: list[Piece], card: str) -> None:
+        first = 0
+        while first < len(pieces):
+            digits = ""
+            best = -1
+            for index in range(first, len(pieces)):
+                if self.is_marked(pieces[index]):
+                    break
+                digits += pieces[index].digits
+                if digits not in card:
+                    break
+                if len(digits) >= 4:
+                    best = index
+            if best >= 0:
+                self.mark(pieces[first : best + 1], SpanKind.CARD_NUMBER)
+                first = best + 1
+            else:
+                first += 1
+
+    def hits(self, segments: list[_Segment]) -> list[Hit]:
+        hits: list[Hit] = []
+        for segment in segments:
+            current: Hit | None = None
+            for piece in segment.pieces:
+                kind = self.marks.get((piece.start, piece.end))
+                if kind is None:
+                    current = None
+                    continue
+                if current is not None and current.kind is kind:
+                    current = Hit(current.start, piece.end, kind)
+                    hits[-1] = current
+                else:
+                    current = Hit(piece.start, piece.end, kind)
+                    hits.append(current)
+        return _merge(hits)
+
+    def run(self) -> list[Hit]:
+        for start, end in _regions(self.text, self.low, self.norm, self.cues):
+            self.segments.extend(_segments(self.low, start, end))
+        if not self.segments:
+            return []
+
+        for chain in self.chains():
+            self.find_cards(chain)
+        for segment in self.segments:
+            self.find_security_code(segment)
+        extra = self.find_read_backs() if self.cards else []
+        if not self.marks:
+            return []
+        return self.hits(self.segments + extra)
+
+
+def _merge(hits: list[Hit]) -> list[Hit]:
+    merged: list[Hit] = []
+    for hit in sorted(hits, key=lambda h: (h.start, h.end)):
+        if merged and hit.start < merged[-1].end:
+            previous = merged[-1]
+            kind = (
+                SpanKind.CARD_NUMBER
+                if SpanKind.CARD_NUMBER in (previous.kind, hit.kind)
+                else previous.kind
+            )
+            merged[-1] = Hit(previous.start, max(previous.end, hit.end), kind)
+        else:
+            merged.append(hit)
+    return merged
+
+
+def find_hits(text: str, layout: Layout | None = None) -> list[Hit]:
+    """Every range of `text` holding a card number or security code, in order."""
+    if not text:
+        return []
+    return _Scan(text, layout or Layout(text)).run()
