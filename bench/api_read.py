@@ -41,7 +41,8 @@ def serve(data_dir: str, port: int) -> None:
     from perpetua.db.embedded import ADMIN_ROLE
     from perpetua.db.pool import Database
     from perpetua.db.target import DATABASE_NAME, open_target
-    from perpetua.server import _Tls13Config, tls_files
+    from perpetua.observability.logging import configure_logging
+    from perpetua.server import Tls13Config, tls_files
     from perpetua.tls import server_context
     from perpetua.web.app import create_app
 
@@ -75,7 +76,7 @@ def serve(data_dir: str, port: int) -> None:
             return {k: str(v) for k, v in zip(keys, row, strict=True)}
 
         cert, key = tls_files(settings)
-        config = _Tls13Config(
+        config = Tls13Config(
             app,
             host="127.0.0.1",
             port=port,
@@ -86,9 +87,8 @@ def serve(data_dir: str, port: int) -> None:
             access_log=False,
             lifespan="on",
         )
-        import logging
-
-        logging.disable(logging.INFO)
+        # Logged as in production (one JSON line per request), to /dev/null.
+        configure_logging("json")
         uvicorn.Server(config).run()
 
 

@@ -65,7 +65,7 @@ def tls_files(settings: Settings) -> tuple[Path, Path]:
     return ensure_self_signed(settings.data_dir)
 
 
-class _Tls13Config(uvicorn.Config):
+class Tls13Config(uvicorn.Config):
     """uvicorn builds its own SSL context; replace it with one that refuses
     everything older than TLS 1.3."""
 
@@ -92,7 +92,7 @@ def serve(settings: Settings) -> None:
             migrations_applied=len(applied),
             embedded_database=settings.embedded,
         )
-        config = _Tls13Config(
+        config = Tls13Config(
             app,
             host=settings.host,
             port=settings.port,

@@ -5,7 +5,6 @@ translation to one records-service call; the service and the database decide."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import datetime as dt
 import io
 import uuid
@@ -61,7 +60,8 @@ Out = TypeVar("Out", bound=BaseModel)
 
 
 def _out(model: type[Out], value: Any) -> Out:
-    return model(**dataclasses.asdict(value))
+    # Read attributes directly: dataclasses.asdict deep-copies every field.
+    return model.model_validate(value, from_attributes=True)
 
 
 @router.post("/providers", status_code=201)

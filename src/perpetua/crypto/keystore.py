@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import re
 import secrets
 import uuid
@@ -150,6 +151,9 @@ class Keystore:
         self._kek = kek
         self._now = now
         self._cache: dict[Path, ClassKey] = {}
+        self._hot: dict[
+            tuple[str, DataClass, str | None, int], tuple[str, ClassKey]
+        ] = {}
 
     # Class keys
 
@@ -463,17 +467,26 @@ class Keystore:
     def _load(
         self, practice: str, data_class: DataClass, period: str | None, version: int
     ) -> ClassKey:
+        # The hot path (every field decryption) costs one stat of the tombstone:
+        # checked on every use, not only on a cache miss, so a key destroyed by
+        # another process stops working here too.
+        names = (practice, data_class, period, version)
+        hit = self._hot.get(names)
+        if hit is not None:
+            tombstone_name, key = hit
+            if not os.path.exists(tombstone_name):
+                return key
+            del self._hot[names]
+
         directory = self._directory(practice, data_class, period)
         path = directory / f"v{version:06d}.key"
         tombstone = directory / f"v{version:06d}.destroyed"
-
-        # Checked on every use, not only on a cache miss, so a key destroyed
-        # by another process stops working here too.
         if tombstone.exists():
             self._cache.pop(path, None)
             raise self._destroyed_error(directory, version)
         cached = self._cache.get(path)
         if cached is not None:
+            self._hot[names] = (str(tombstone), cached)
             return cached
 
         try:
@@ -500,4 +513,5 @@ class Keystore:
             raise
         key = ClassKey(practice, data_class, period, version, secret)
         self._cache[path] = key
+        self._hot[names] = (str(tombstone), key)
         return key

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -48,7 +49,9 @@ class Database:
             conninfo,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"row_factory": dict_row, "autocommit": False},
+            # Transactions are opened by hand below, so that BEGIN and the claims
+            # travel to the server in one round trip.
+            kwargs={"row_factory": dict_row, "autocommit": True},
             open=False,
             name="service",
         )
@@ -64,9 +67,15 @@ class Database:
         """One transaction; the claims are set before anything else runs in it and
         vanish at its end, so a pooled connection never carries them over."""
         try:
-            async with self.pool.connection() as conn, conn.transaction():
-                await set_claims(conn, claims)
-                yield conn
+            async with self.pool.connection() as conn:
+                await conn.execute(_begin_with_claims(claims))
+                try:
+                    yield conn
+                except BaseException:
+                    if not conn.closed:
+                        await conn.execute("rollback")
+                    raise
+                await conn.execute("commit")
         except psycopg.Error as exc:
             mapped = _DATABASE_REFUSALS.get(exc.sqlstate or "")
             if mapped is None:
@@ -74,6 +83,10 @@ class Database:
             raise mapped() from exc
 
 
-async def set_claims(conn: Conn, claims: Claims | None) -> None:
+def _begin_with_claims(claims: Claims | None) -> sql.Composed:
+    # Two statements without parameters go as one simple query; the claims are a
+    # quoted literal, never spliced text.
     payload = json.dumps(claims.as_json()) if claims else ""
-    await conn.execute("select set_config('request.jwt.claims', %s, true)", (payload,))
+    return sql.SQL("begin; select set_config('request.jwt.claims', {}, true)").format(
+        sql.Literal(payload)
+    )

@@ -14,7 +14,9 @@ from typing import Any
 
 from perpetua.access.claims import Claims
 from perpetua.crypto.errors import NormalizationError
+from perpetua.db.pool import Conn
 from perpetua.errors import InvalidInput, NotFound
+from perpetua.mail import outbox
 from perpetua.records.gate import RecordsGate, fetch
 from perpetua.records.models import (
     AccessEvent,
@@ -549,9 +551,42 @@ class Records:
                 (patient_id, cleaned, minutes),
             )
             row = await cur.fetchone()
-        assert row is not None
-        expires: dt.datetime = row["expires_at"]
+            assert row is not None
+            expires: dt.datetime = row["expires_at"]
+            # The owners are told at once, in the same transaction: no grant
+            # exists without its notice. The message names no patient and quotes
+            # no reason (either may be PHI); the console shows both to owners.
+            await self._tell_owners_of_break_glass(conn, claims, patient_id, expires)
         return expires
+
+    async def _tell_owners_of_break_glass(
+        self, conn: Conn, claims: Claims, patient_id: uuid.UUID, expires: dt.datetime
+    ) -> None:
+        cur = await conn.execute(
+            "select u.email, coalesce(me.full_name, 'A member') as actor "
+            "from app.memberships m join app.users u on u.id = m.user_id "
+            "left join app.users me on me.id = %s "
+            "where m.practice_id = %s and m.role = 'owner'",
+            (claims.actor_id, claims.practice_id),
+        )
+        for owner in await cur.fetchall():
+            await outbox.enqueue(
+                conn,
+                dt.datetime.now(dt.UTC),
+                kind="break_glass",
+                to=owner["email"],
+                subject="Emergency access to a patient record was opened",
+                body=(
+                    f"{owner['actor']} opened emergency (break-glass) access to a "
+                    f"patient record at your practice, until "
+                    f"{expires:%Y-%m-%d %H:%M} UTC.\n\n"
+                    f"Record reference: {patient_id}\n\n"
+                    "Review the reason and every access in Perpetua: open the "
+                    "patient's access report from the patient page. Break-glass "
+                    "access is time-limited and recorded with purpose BTG."
+                ),
+                practice_id=claims.practice_id,
+            )
 
     async def access_report(
         self, claims: Claims, patient_id: uuid.UUID

@@ -48,6 +48,7 @@ from perpetua.practices.baa_status import baa_in_force
 from perpetua.records import service as records
 from perpetua.records.models import Appointment, Patient
 from perpetua.records.service import STATUSES, Records
+from perpetua.redaction.errors import CardNumberInText
 from perpetua.web.claims import request_claims
 from perpetua.web.console import page
 from perpetua.web.context import (
@@ -75,6 +76,13 @@ STATUS_ACTIONS = (
     ("completed", "Complete"),
 )
 DURATIONS = (15, 30, 45, 60, 90)
+PURPOSES = {
+    "TREAT": "treatment",
+    "HPAYMT": "payment",
+    "HOPERAT": "operations",
+    "ETREAT": "emergency treatment",
+    "BTG": "break-glass",
+}
 
 
 @dataclass(frozen=True)
@@ -275,24 +283,28 @@ async def _patient_page(
     btg = _btg_patient(request, desk.principal) == patient_id
     claims = request_claims(request, desk.principal, purpose="BTG" if btg else None)
     patient: Patient | None = None
+    demographics_error = None
     coverage = None
     coverage_error = None
 
     try:
         patient = await desk.records.get_patient(claims, patient_id)
     except (NotFound, Forbidden) as exc:
-        # Outside the role's view: offer break-glass rather than a dead end.
-        return _render(
-            request,
-            desk,
-            "records_patient.html",
-            exc.status,
-            patient=None,
-            patient_id=patient_id,
-            btg=btg,
-            btg_minutes=BTG_MINUTES,
-            error=error or _calm(exc),
-        )
+        if not btg:
+            # Outside the role's view: offer break-glass rather than a dead end.
+            return _render(
+                request,
+                desk,
+                "records_patient.html",
+                http_status if error else exc.status,
+                patient=None,
+                patient_id=patient_id,
+                btg=False,
+                btg_minutes=BTG_MINUTES,
+                error=error or _calm(exc),
+            )
+        # Under break-glass, show whatever the database does admit.
+        demographics_error = _calm(exc)
 
     # Coverage only when the role may see it (or break-glass is open), so the
     # page does not leave a needless refusal in the audit log.
@@ -311,6 +323,7 @@ async def _patient_page(
         patient_id=patient_id,
         coverage=coverage,
         coverage_error=coverage_error,
+        demographics_error=demographics_error,
         btg=btg,
         error=error,
         notice=notice,
@@ -505,6 +518,7 @@ async def access_report(request: Request, patient_id: uuid.UUID) -> Response:
         patient_id=patient_id,
         events=events,
         names=names,
+        purposes=PURPOSES,
     )
 
 
@@ -563,14 +577,10 @@ async def schedule(request: Request, day: str = "", provider_id: str = "") -> Re
     return await _schedule_page(request, desk, chosen, provider)
 
 
-def _schedule_url(day: dt.date | str, provider_id: uuid.UUID | str | None) -> str:
+def _schedule_url(day: dt.date, provider_id: uuid.UUID | None) -> str:
     # Dates and provider ids are practice configuration, not PHI.
-    query = f"day={day}"
-    return (
-        f"/schedule?{query}&provider_id={provider_id}"
-        if provider_id
-        else (f"/schedule?{query}")
-    )
+    url = f"/schedule?day={day.isoformat()}"
+    return f"{url}&provider_id={provider_id}" if provider_id else url
 
 
 @router.post("/schedule/appointments/{appointment_id}/status")
@@ -586,6 +596,8 @@ async def change_status(
     desk = await _desk(request)
     if isinstance(desk, Response):
         return desk
+    shown_day = services(request).clock.now().astimezone(dt.UTC).date()
+    shown_provider = None
     try:
         shown_day = _date(day, "day")
         shown_provider = _uuid(provider_id)
@@ -597,9 +609,13 @@ async def change_status(
             {"status": status},
         )
     except PerpetuaError as exc:
-        today = services(request).clock.now().astimezone(dt.UTC).date()
         return await _schedule_page(
-            request, desk, today, None, error=_calm(exc), http_status=exc.status
+            request,
+            desk,
+            shown_day,
+            shown_provider,
+            error=_calm(exc),
+            http_status=exc.status,
         )
     return RedirectResponse(_schedule_url(shown_day, shown_provider), 303)
 
@@ -745,6 +761,9 @@ async def book(
             ),
         )
     except PerpetuaError as exc:
+        # A refused card number must not come back in the page it was typed into.
+        if isinstance(exc, CardNumberInText):
+            form["reason"] = ""
         return await _book_page(
             request,
             desk,
@@ -753,4 +772,6 @@ async def book(
             error=_calm(exc),
             http_status=exc.status,
         )
-    return RedirectResponse(_schedule_url(made.starts_at.date(), made.provider_id), 303)
+    return RedirectResponse(
+        _schedule_url(made.starts_at.astimezone(dt.UTC).date(), made.provider_id), 303
+    )

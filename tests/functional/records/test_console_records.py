@@ -19,9 +19,7 @@ def _world(client, target) -> World:
     return build_world(client, target)
 
 
-def test_front_desk_finds_a_patient_by_phone_with_the_terms_in_the_body(
-    client, target
-):
+def test_front_desk_finds_a_patient_by_phone_with_the_terms_in_the_body(client, target):
     world = _world(client, target)
     made = world.patient()
     console = sign_in_console(world, "front_desk")
@@ -220,9 +218,7 @@ def test_export_states_its_reason_and_is_recorded_as_an_export(client, target):
     assert reasons == [("Move to the new scheduling system",)]
 
 
-def test_front_desk_is_not_offered_export_and_a_forced_one_is_refused(
-    client, target
-):
+def test_front_desk_is_not_offered_export_and_a_forced_one_is_refused(client, target):
     world = _world(client, target)
     console = sign_in_console(world, "front_desk")
 
@@ -278,8 +274,7 @@ def test_unknown_patient_is_a_calm_not_found(client, target):
     assert "There is no record here that you may see." in response.text
 
 
-def test_break_glass_opens_one_patient_for_a_provider_with_a_reason(client, target):
-    world = _world(client, target)
+def _break_glass_as_provider(world: World) -> tuple[dict[str, str], object]:
     stranger = world.patient()
     world.api(
         "front_desk",
@@ -287,6 +282,20 @@ def test_break_glass_opens_one_patient_for_a_provider_with_a_reason(client, targ
         f"/api/v1/patients/{stranger['id']}/coverage",
         json={"payer": "Synthetic Health Plan", "member_id": "SYN777"},
     )
+    console = sign_in_console(world, "provider")
+    opened = post_form(
+        console,
+        f"/patients/{stranger['id']}/break-glass",
+        {"reason": "Patient collapsed in the waiting room"},
+        follow_redirects=False,
+    )
+    assert opened.status_code == 303
+    return stranger, opened
+
+
+def test_break_glass_is_offered_outside_the_role_and_needs_a_reason(client, target):
+    world = _world(client, target)
+    stranger = world.patient()
     console = sign_in_console(world, "provider")
 
     closed = console.get(f"/patients/{stranger['id']}")
@@ -297,27 +306,44 @@ def test_break_glass_opens_one_patient_for_a_provider_with_a_reason(client, targ
     short = post_form(
         console, f"/patients/{stranger['id']}/break-glass", {"reason": "urgent"}
     )
+    assert short.status_code == 422
     assert "at least 10 characters" in short.text
-    opened = post_form(
-        console,
-        f"/patients/{stranger['id']}/break-glass",
-        {"reason": "Patient collapsed in the waiting room"},
-        follow_redirects=False,
-    )
-    assert opened.status_code == 303
-    cookie = opened.headers["set-cookie"]
-    assert cookie.startswith(f"{BTG_COOKIE}={stranger['id']}.")
-    assert stranger["name"] not in cookie
-    for flag in ("HttpOnly", "Secure", "SameSite=strict", "Max-Age="):
-        assert flag in cookie
+    assert BTG_COOKIE not in short.headers.get("set-cookie", "")
 
-    page = console.get(f"/patients/{stranger['id']}")
+
+def test_break_glass_cookie_names_only_the_record_and_the_member(client, target):
+    world = _world(client, target)
+    stranger, opened = _break_glass_as_provider(world)
+
+    cookie = opened.headers["set-cookie"]
+    assert cookie.startswith(
+        f"{BTG_COOKIE}={stranger['id']}.{world.user_ids['provider']};"
+    )
+    for flag in ("HttpOnly", "Secure", "SameSite=strict", "Max-Age=", "Path=/"):
+        assert flag in cookie
+    assert stranger["name"].split()[1] not in cookie
+
+
+def test_views_under_break_glass_state_purpose_btg(client, target):
+    world = _world(client, target)
+    stranger, _ = _break_glass_as_provider(world)
+
+    page = world.client.get(f"/patients/{stranger['id']}")
     assert "Emergency access" in page.text
     assert "SYN777" in page.text
+    assert "Edit coverage" not in page.text
     with admin_connection(target) as conn:
         purposes = conn.execute(
             "select distinct purpose_of_use from audit.events "
-            "where actor_id = %s and action = 'view' and outcome = 'success'",
+            "where actor_id = %s and resource_type = 'coverage' "
+            "and outcome = 'success'",
             (world.user_ids["provider"],),
         ).fetchall()
     assert purposes == [("BTG",)]
+
+
+def test_break_glass_shows_demographics_to_a_provider(client, target):
+    world = _world(client, target)
+    stranger, _ = _break_glass_as_provider(world)
+    page = world.client.get(f"/patients/{stranger['id']}")
+    assert stranger["name"] in page.text
