@@ -82,6 +82,50 @@ class Database:
                 raise
             raise mapped() from exc
 
+    async def read_once(
+        self, claims: Claims, query: str, params: tuple[Any, ...]
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One audited read in one round trip: begin, set the claims, run `query`
+        (a phi_api read that records its audit event), read the outcome flag, and
+        commit. The rows come back only after the server has committed, so no
+        caller holds data whose audit event could still be lost.
+
+        Parameters are bound on the client (psycopg quotes each as a literal),
+        which is what lets the statements travel together."""
+        payload = json.dumps(claims.as_json())
+        statement = (
+            "begin; select set_config('request.jwt.claims', %s, true); "
+            + query
+            + "; select current_setting('perpetua.outcome', true) as outcome; commit"
+        )
+        try:
+            async with self.pool.connection() as conn:
+                cur = psycopg.AsyncClientCursor(conn, row_factory=dict_row)
+                try:
+                    await cur.execute(statement, (payload, *params))
+                except BaseException:
+                    if not conn.closed:
+                        await conn.execute("rollback")
+                    raise
+                cur.nextset()  # past BEGIN
+                cur.nextset()  # past set_config
+                rows = list(await cur.fetchall())
+                cur.nextset()
+                flag = await cur.fetchone()
+        except psycopg.Error as exc:
+            mapped = _DATABASE_REFUSALS.get(exc.sqlstate or "")
+            if mapped is None:
+                raise
+            raise mapped() from exc
+        return rows, (flag or {}).get("outcome") or None
+
+    async def call(self, query: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
+        """One statement in its own transaction, with no claims at all: for the
+        narrow pre-authentication functions (resolving a session)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            return await cur.fetchone()
+
 
 def _begin_with_claims(claims: Claims | None) -> sql.Composed:
     # Two statements without parameters go as one simple query; the claims are a

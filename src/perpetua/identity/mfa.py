@@ -92,6 +92,14 @@ async def factors(conn: Conn, user_id: uuid.UUID) -> Factors:
     )
 
 
+async def has_second_factor(conn: Conn, user_id: uuid.UUID) -> bool:
+    """Whether the user has a confirmed authenticator app or a security key:
+    the same test the database applies when it decides a session's state."""
+    cur = await conn.execute("select app.has_second_factor(%s) as f", (user_id,))
+    row = await cur.fetchone()
+    return bool(row and row["f"])
+
+
 # Authenticator app
 
 

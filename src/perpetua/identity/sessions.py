@@ -129,11 +129,9 @@ async def resolve_session(db: Database, clock: Clock, token: str | None) -> Prin
     if not token or len(token) > 200:
         raise NotAuthenticated()
     digest = token_hash(token)
-    async with db.transaction(None) as conn:
-        cur = await conn.execute(
-            "select * from app.session_resolve(%s, %s)", (digest, clock.now())
-        )
-        row = await cur.fetchone()
+    row = await db.call(
+        "select * from app.session_resolve(%s, %s)", (digest, clock.now())
+    )
     if row is None:
         raise NotAuthenticated()
     if row["ended_reason"]:

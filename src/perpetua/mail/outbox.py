@@ -54,9 +54,9 @@ async def enqueue(
 
 
 def _backoff(attempts: int) -> dt.timedelta:
-    # One minute, then doubling: a mail server that is down for an hour still
-    # gets the message once it is back.
-    return dt.timedelta(minutes=2 ** max(0, attempts - 1))
+    # Four minutes, then doubling: the last attempt comes about two hours after
+    # the first, so a mail server that is down for an hour still gets the message.
+    return dt.timedelta(minutes=2 ** (max(1, attempts) + 1))
 
 
 async def deliver_due(

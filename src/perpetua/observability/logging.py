@@ -71,7 +71,9 @@ def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Looked up at each call, not bound once: whoever replaces stderr (a
+        # supervisor, a test's capture) gets the lines from then on.
+        logger_factory=lambda *_: structlog.PrintLogger(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
 

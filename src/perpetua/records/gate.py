@@ -76,12 +76,9 @@ class Fetched:
         return self.rows
 
 
-async def fetch(conn: Conn, sql: str, params: tuple[Any, ...]) -> Fetched:
-    """Run a phi_api read; when nothing comes back, find out whether it was refused."""
-    cur = await conn.execute(sql, params)
-    rows = list(await cur.fetchall())
-    if rows:
-        return Fetched(rows, denied=False)
-    flag = await conn.execute("select current_setting('perpetua.outcome', true) as o")
-    outcome = await flag.fetchone()
-    return Fetched(rows, denied=bool(outcome and outcome["o"] == "denied"))
+async def read(
+    db: Database, claims: Claims, sql: str, params: tuple[Any, ...]
+) -> Fetched:
+    """A phi_api read with its audit event, committed in one round trip."""
+    rows, outcome = await db.read_once(claims, sql, params)
+    return Fetched(rows, denied=not rows and outcome == "denied")

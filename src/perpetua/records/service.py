@@ -17,7 +17,7 @@ from perpetua.crypto.errors import NormalizationError
 from perpetua.db.pool import Conn
 from perpetua.errors import InvalidInput, NotFound
 from perpetua.mail import outbox
-from perpetua.records.gate import RecordsGate, fetch
+from perpetua.records.gate import RecordsGate, read
 from perpetua.records.models import (
     AccessEvent,
     Appointment,
@@ -194,10 +194,12 @@ class Records:
     ) -> list[Patient]:
         practice = _practice(claims)
         await self.gate.require(claims, "demographics", action, "patient", ids)
-        async with self.gate.db.transaction(claims) as conn:
-            fetched = await fetch(
-                conn, "select * from phi_api.read_patients(%s, %s)", (ids, action)
-            )
+        fetched = await read(
+            self.gate.db,
+            claims,
+            "select * from phi_api.read_patients(%s, %s)",
+            (ids, action),
+        )
         rows = fetched.ensure(expect=len(set(ids)))
         return [self._open_patient(practice, row) for row in rows]
 
@@ -225,12 +227,12 @@ class Records:
             if name and birth_date
             else None
         )
-        async with self.gate.db.transaction(claims) as conn:
-            fetched = await fetch(
-                conn,
-                "select * from phi_api.find_patients(%s, %s)",
-                (phone_tag, name_tag),
-            )
+        fetched = await read(
+            self.gate.db,
+            claims,
+            "select * from phi_api.find_patients(%s, %s)",
+            (phone_tag, name_tag),
+        )
         rows = fetched.ensure()
         return [self._open_patient(practice, row) for row in rows]
 
@@ -341,12 +343,12 @@ class Records:
         await self.gate.require(
             claims, "schedule", "view", "appointment", [appointment_id]
         )
-        async with self.gate.db.transaction(claims) as conn:
-            fetched = await fetch(
-                conn,
-                "select * from phi_api.read_appointments(%s)",
-                ([appointment_id],),
-            )
+        fetched = await read(
+            self.gate.db,
+            claims,
+            "select * from phi_api.read_appointments(%s)",
+            ([appointment_id],),
+        )
         return self._open_appointment(practice, fetched.ensure(expect=1)[0])
 
     async def schedule(
@@ -365,12 +367,12 @@ class Records:
         action = "export" if export else "view"
         await self.gate.require(claims, "schedule", action, "schedule")
         start = dt.datetime.combine(day, dt.time(0), tz)
-        async with self.gate.db.transaction(claims) as conn:
-            fetched = await fetch(
-                conn,
-                "select * from phi_api.schedule(%s, %s, %s, %s)",
-                (provider_id, start, start + dt.timedelta(days=days), export),
-            )
+        fetched = await read(
+            self.gate.db,
+            claims,
+            "select * from phi_api.schedule(%s, %s, %s, %s)",
+            (provider_id, start, start + dt.timedelta(days=days), export),
+        )
         return [self._open_appointment(practice, r) for r in fetched.ensure()]
 
     # -- coverage --------------------------------------------------------------------
@@ -435,12 +437,12 @@ class Records:
                 member_tag = self.vault.index.member_id(practice, member_id)
             except NormalizationError:
                 raise InvalidInput("member ID has no letters or digits") from None
-        async with self.gate.db.transaction(claims) as conn:
-            fetched = await fetch(
-                conn,
-                "select * from phi_api.read_coverages(%s, %s)",
-                (patient_id, member_tag),
-            )
+        fetched = await read(
+            self.gate.db,
+            claims,
+            "select * from phi_api.read_coverages(%s, %s)",
+            (patient_id, member_tag),
+        )
         return [self._open_coverage(practice, row) for row in fetched.ensure()]
 
     def _open_coverage(self, practice: uuid.UUID, row: dict[str, Any]) -> Coverage:
@@ -515,12 +517,12 @@ class Records:
     ) -> list[Call]:
         practice = _practice(claims)
         await self.gate.require(claims, "calls", "view", "call", ids)
-        async with self.gate.db.transaction(claims) as conn:
-            fetched = await fetch(
-                conn,
-                "select * from phi_api.read_calls(%s, %s, %s)",
-                (ids, since, until),
-            )
+        fetched = await read(
+            self.gate.db,
+            claims,
+            "select * from phi_api.read_calls(%s, %s, %s)",
+            (ids, since, until),
+        )
         rows = fetched.ensure(expect=len(ids) if ids else None)
         return [self._open_call(practice, r) for r in rows]
 
@@ -593,12 +595,12 @@ class Records:
     ) -> list[AccessEvent]:
         _practice(claims)
         await self.gate.require(claims, "audit_log", "view", "audit_log", [patient_id])
-        async with self.gate.db.transaction(claims) as conn:
-            fetched = await fetch(
-                conn,
-                "select * from audit_api.patient_access_report(%s)",
-                (patient_id,),
-            )
+        fetched = await read(
+            self.gate.db,
+            claims,
+            "select * from audit_api.patient_access_report(%s)",
+            (patient_id,),
+        )
         return [
             AccessEvent(
                 occurred_at=r["occurred_at"],
@@ -633,15 +635,17 @@ class Records:
     async def export_patients(self, claims: Claims) -> list[Patient]:
         practice = _practice(claims)
         await self.gate.require(claims, "demographics", "export", "patient")
-        async with self.gate.db.transaction(claims) as conn:
-            fetched = await fetch(conn, "select * from phi_api.export_patients()", ())
+        fetched = await read(
+            self.gate.db, claims, "select * from phi_api.export_patients()", ()
+        )
         return [self._open_patient(practice, r) for r in fetched.ensure()]
 
     async def export_coverages(self, claims: Claims) -> list[Coverage]:
         practice = _practice(claims)
         await self.gate.require(claims, "insurance", "export", "coverage")
-        async with self.gate.db.transaction(claims) as conn:
-            fetched = await fetch(conn, "select * from phi_api.export_coverages()", ())
+        fetched = await read(
+            self.gate.db, claims, "select * from phi_api.export_coverages()", ()
+        )
         return [self._open_coverage(practice, r) for r in fetched.ensure()]
 
     async def export_calls(
@@ -649,10 +653,12 @@ class Records:
     ) -> list[Call]:
         practice = _practice(claims)
         await self.gate.require(claims, "calls", "export", "call")
-        async with self.gate.db.transaction(claims) as conn:
-            fetched = await fetch(
-                conn, "select * from phi_api.export_calls(%s, %s)", (since, until)
-            )
+        fetched = await read(
+            self.gate.db,
+            claims,
+            "select * from phi_api.export_calls(%s, %s)",
+            (since, until),
+        )
         return [self._open_call(practice, r) for r in fetched.ensure()]
 
     async def audit_events(
@@ -666,12 +672,12 @@ class Records:
         _practice(claims)
         action = "export" if export else "view"
         await self.gate.require(claims, "audit_log", action, "audit_log")
-        async with self.gate.db.transaction(claims) as conn:
-            fetched = await fetch(
-                conn,
-                "select * from audit_api.events(%s, %s, %s)",
-                (since, until, export),
-            )
+        fetched = await read(
+            self.gate.db,
+            claims,
+            "select * from audit_api.events(%s, %s, %s)",
+            (since, until, export),
+        )
         return fetched.ensure()
 
     async def clinical_documents(
@@ -681,12 +687,12 @@ class Records:
         await self.gate.require(
             claims, "clinical", "view", "clinical_document", [patient_id]
         )
-        async with self.gate.db.transaction(claims) as conn:
-            fetched = await fetch(
-                conn,
-                "select * from phi_api.read_clinical_documents(%s)",
-                (patient_id,),
-            )
+        fetched = await read(
+            self.gate.db,
+            claims,
+            "select * from phi_api.read_clinical_documents(%s)",
+            (patient_id,),
+        )
         return [
             {
                 "id": r["id"],

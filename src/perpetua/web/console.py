@@ -14,6 +14,7 @@ from perpetua.errors import (
     PracticeReadOnly,
     SessionExpired,
 )
+from perpetua.identity import mfa
 from perpetua.identity.sessions import Principal, end_session
 from perpetua.practices import service as practices
 from perpetua.web import flows
@@ -179,7 +180,21 @@ async def dashboard(request: Request, welcome: int = 0) -> Response:
     except NotAuthenticated:
         return _to_signin()
     context = await _practice_context(request, principal)
-    return page(request, "dashboard.html", welcome=bool(welcome), **context)
+
+    # MFA is encouraged where the practice does not require it: the dashboard
+    # asks until the member has a factor.
+    svc = services(request)
+    async with svc.db.transaction(
+        principal.claims(request_id(request), ip=client_ip(request))
+    ) as conn:
+        has_factor = await mfa.has_second_factor(conn, principal.user_id)
+    return page(
+        request,
+        "dashboard.html",
+        welcome=bool(welcome),
+        suggest_mfa=not has_factor,
+        **context,
+    )
 
 
 @router.get("/settings/practice")

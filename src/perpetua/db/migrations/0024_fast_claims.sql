@@ -2,7 +2,8 @@
 -- cheap. Two changes, neither altering what is accepted or refused:
 --
 -- * On PostgreSQL 16 and newer the claims JSON is checked with pg_input_is_valid
---   instead of an exception handler, each of which opened a subtransaction.
+--   instead of an exception handler, each of which opened a subtransaction, and
+--   once checked in a transaction the same claims text is not checked again.
 --   PostgreSQL 15 keeps the version from 0001.
 -- * The helpers the policies call are PL/pgSQL without a SET clause: PL/pgSQL
 --   caches its plans for the session (SQL functions with a SET clause are planned
@@ -24,8 +25,16 @@ begin
         uuid_re constant text :=
           '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
       begin
-        if raw is null or raw = '' or not pg_catalog.pg_input_is_valid(raw, 'jsonb')
-        then
+        if raw is null or raw = '' then
+          return null;
+        end if;
+        -- The policies ask many times per statement; claims already checked in
+        -- this transaction are only parsed again. Claims set later (another
+        -- request's, say) differ from the remembered text and are checked anew.
+        if pg_catalog.current_setting('perpetua.claims_checked', true) = raw then
+          return raw::jsonb;
+        end if;
+        if not pg_catalog.pg_input_is_valid(raw, 'jsonb') then
           return null;
         end if;
         c := raw::jsonb;
@@ -47,6 +56,7 @@ begin
            ) then
           return null;
         end if;
+        perform pg_catalog.set_config('perpetua.claims_checked', raw, true);
         return c;
       end
       $body$
