@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,4 +106,12 @@ def serve(settings: Settings) -> None:
             proxy_headers=False,
             lifespan="on",
         )
+        # uvicorn re-raises SIGTERM once it has shut down; turned into SystemExit,
+        # it unwinds through the blocks above, so the embedded database is let go
+        # (and stopped if nothing else holds it) instead of left running.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         uvicorn.Server(config).run()
+
+
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)

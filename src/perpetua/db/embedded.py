@@ -58,6 +58,22 @@ def pg_binary(name: str) -> str:
     return str(_bin_dir() / name)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process runs. A zombie (exited, not yet reaped: common in
+    containers whose first process reaps nothing) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 @dataclass(frozen=True)
 class PostmasterInfo:
     pid: int
@@ -208,12 +224,8 @@ class EmbeddedPostgres:
         if len(lines) < 8:
             return None
         pid = int(lines[0])
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not process_alive(pid):
             return None
-        except PermissionError:
-            pass
         return PostmasterInfo(
             pid=pid,
             port=int(lines[3]),
@@ -284,10 +296,9 @@ class EmbeddedPostgres:
         alive = []
         for entry in self.holders_dir.glob("*"):
             pid = int(entry.name)
-            try:
-                os.kill(pid, 0)
+            if process_alive(pid):
                 alive.append(pid)
-            except ProcessLookupError:
+            else:
                 entry.unlink(missing_ok=True)
         return alive
 

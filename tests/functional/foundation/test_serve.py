@@ -15,6 +15,8 @@ from tests.conftest import scratch_dir
 from tests.support.factories import STRONG_PASSWORD, signup_body
 from tests.support.server import Server, insecure_context, perpetua
 
+from perpetua.db.embedded import EmbeddedPostgres
+
 
 @pytest.fixture(scope="module")
 def data_dir() -> Path:
@@ -174,3 +176,12 @@ def test_external_database_url_is_used_as_the_owner(server: Server, data_dir: Pa
     )
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stdout
+
+
+def test_stopping_serve_stops_its_embedded_database():
+    data_dir = scratch_dir("perpetua-stop-") / "data"
+    running = Server(data_dir).start()
+    running.stop()
+    pg = EmbeddedPostgres(data_dir)
+    assert pg.postmaster() is None
+    assert list((data_dir / "run" / "pg-holders").iterdir()) == []
