@@ -137,6 +137,30 @@ def load(url: str, headers: dict[str, str], seconds: float, clients: int):
     return rps, float(p99_text[1]) * scale
 
 
+def _cpu_seconds(*pids: int) -> float:
+    """User plus system CPU time of processes, from /proc (Linux)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_pids() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8)
@@ -197,12 +221,24 @@ def main() -> None:
         auth = {"authorization": f"Bearer {token}"}
 
         results: dict[str, list[tuple[float, float]]] = {"full": [], "bare": []}
+        cpu: dict[str, list[tuple[float, float, float]]] = {"full": [], "bare": []}
         for _round in range(2):
             for name, url, headers in (
                 ("bare", f"{base}/bench/bare/{appointment}", {}),
                 ("full", f"{base}/api/v1/appointments/{appointment}", auth),
             ):
-                results[name].append(load(url, headers, args.seconds / 2, args.clients))
+                before = _cpu_seconds(server.pid), _cpu_seconds(*_postgres_pids())
+                rps, p99 = load(url, headers, args.seconds / 2, args.clients)
+                after = _cpu_seconds(server.pid), _cpu_seconds(*_postgres_pids())
+                results[name].append((rps, p99))
+                count = rps * args.seconds / 2
+                cpu[name].append(
+                    (
+                        (after[0] - before[0]) / count * 1000,
+                        (after[1] - before[1]) / count * 1000,
+                        count,
+                    )
+                )
         print(f"clients: {args.clients}, {args.seconds / 2:.0f} s per round, 2 rounds")
         summary = {}
         for name in ("bare", "full"):
@@ -215,6 +251,12 @@ def main() -> None:
                 else ("full API path (session, claims, RLS, audit, decryption)")
             )
             print(f"{label:<58} {rps:8.0f} req/s   p99 {p99:7.1f} ms")
+            py = statistics.mean(c[0] for c in cpu[name])
+            pg = statistics.mean(c[1] for c in cpu[name])
+            print(
+                f"{'':<8}CPU per request: service process {py:.2f} ms, "
+                f"PostgreSQL {pg:.2f} ms"
+            )
         print(f"api_read_ratio: {summary['full'] / summary['bare']:.2f}")
     finally:
         server.send_signal(signal.SIGTERM)
