@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from perpetua.cli import (
+    audit_commands,
     db_commands,
     demo_command,
     practice_commands,
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         demo_command,
         redact_command,
         staff_commands,
+        audit_commands,
     )
     for module in commands:
         module.register(sub)

@@ -22,7 +22,7 @@ from anyio import to_thread
 from perpetua.clock import Clock
 from perpetua.db.pool import Conn, Database
 from perpetua.errors import InvalidInput, NotFound
-from perpetua.identity import history, recovery_codes, throttle, totp
+from perpetua.identity import history, recovery_codes, secret_box, throttle, totp
 from perpetua.identity import webauthn_ceremony as ceremony
 from perpetua.identity.errors import (
     RecoveryCodeInvalid,
@@ -116,7 +116,7 @@ async def start_totp(conn: Conn, user_id: uuid.UUID, now: dt.datetime) -> str:
         "insert into app.totp_factors (user_id, secret, created_at) values "
         "(%s, %s, %s) on conflict (user_id) do update "
         "set secret = excluded.secret, created_at = excluded.created_at",
-        (user_id, secret, now),
+        (user_id, secret_box.seal_totp_secret(user_id, secret), now),
     )
     return secret
 
@@ -128,7 +128,7 @@ async def pending_totp_secret(conn: Conn, user_id: uuid.UUID) -> str | None:
         (user_id,),
     )
     row = await cur.fetchone()
-    return str(row["secret"]) if row else None
+    return secret_box.open_totp_secret(user_id, str(row["secret"])) if row else None
 
 
 async def confirm_totp(
@@ -156,8 +156,9 @@ async def _spend_totp(
     row = await cur.fetchone()
     if row is None:
         raise TotpCodeInvalid()
+    secret = secret_box.open_totp_secret(user_id, str(row["secret"]))
     step = totp.require_valid_code(
-        str(row["secret"]), code, now=now, last_used_step=row["last_used_step"]
+        secret, code, now=now, last_used_step=row["last_used_step"]
     )
 
     # Spend the step only if no concurrent request spent it (or a later one) first.

@@ -15,10 +15,12 @@ from fastapi.templating import Jinja2Templates
 
 from perpetua import __version__
 from perpetua.access.permissions import load_permissions
-from perpetua.api import identity_routes, records_routes, v1
+from perpetua.api import contracts_routes, identity_routes, records_routes, v1
+from perpetua.audit.sealing import Sealer
 from perpetua.clock import Clock
 from perpetua.config import Settings
 from perpetua.db.pool import Database
+from perpetua.identity import secret_box
 from perpetua.identity.sessions import SessionPolicy, purge_ended_sessions
 from perpetua.jobs.runner import Job, JobRunner
 from perpetua.mail.outbox import deliver_due
@@ -26,7 +28,13 @@ from perpetua.mail.transport import transport_for
 from perpetua.records.gate import RecordsGate
 from perpetua.records.service import Records
 from perpetua.records.vault import Vault
-from perpetua.web import console, console_identity, console_records, health
+from perpetua.web import (
+    console,
+    console_contracts,
+    console_identity,
+    console_records,
+    health,
+)
 from perpetua.web.context import Services
 from perpetua.web.errors import LastResortMiddleware, install_error_handlers
 from perpetua.web.headers import SecurityMiddleware
@@ -35,7 +43,9 @@ WEB_DIR = Path(str(resources.files("perpetua.web")))
 
 
 def background_jobs(svc: Services) -> list[Job]:
+    sealer = Sealer(svc.db, svc.settings.data_dir)
     return [
+        Job("audit.seal", 5, sealer.run),
         Job(
             "sessions.purge_ended",
             600,
@@ -72,6 +82,7 @@ def create_app(
     runner = JobRunner(background_jobs(svc) if run_jobs else [])
 
     vault = Vault.open(settings.data_dir)
+    secret_box.configure(vault.cipher)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -103,9 +114,11 @@ def create_app(
     app.include_router(identity_routes.router)
     app.include_router(records_routes.exports)
     app.include_router(records_routes.router)
+    app.include_router(contracts_routes.router)
     app.include_router(console.router)
     app.include_router(console_identity.router)
     app.include_router(console_records.router)
+    app.include_router(console_contracts.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     # Added innermost first: the last-resort handler sits inside the security
     # headers, so even an unexpected failure is answered with them.

@@ -28,8 +28,8 @@ create unique index users_webauthn_handle on app.users (webauthn_handle);
 -- (does this account have a factor?) can see them.
 create table app.totp_factors (
   user_id uuid primary key references app.users (id) on delete cascade,
-  -- Limitation: the shared secret is stored as it is; it moves under field
-  -- encryption when the keystore is wired to the database.
+  -- Sealed by the service (identity/secret_box.py): AES-256-GCM under the key
+  -- store's platform scope, bound to this table, column and user.
   secret text not null,
   created_at timestamptz not null,
   confirmed_at timestamptz,

@@ -1,0 +1,225 @@
+"""`perpetua audit ...`: seal the audit log now, and verify it or an archive.
+
+`verify` is the operator's and the auditor's check that nobody with database access
+rewrote, dropped or slipped in an audit event: it exits non-zero and names the first
+diverging index when the database disagrees with the signed checkpoints.
+`verify --archive` checks an exported archive with no database at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from perpetua.access.claims import system_claims
+from perpetua.audit.db_verify import (
+    DbVerification,
+    practices_to_verify,
+    verify_practice,
+)
+from perpetua.audit.offline_verify import verify_archive
+from perpetua.audit.sealing import DEFAULT_ORIGIN_HOST, Sealer, open_keystore
+from perpetua.cli.common import add_data_dir
+from perpetua.config import load_settings
+from perpetua.crypto.keystore import Keystore
+from perpetua.db.pool import Database
+from perpetua.db.target import open_target
+from perpetua.errors import InvalidInput
+
+# Below this many events a progress bar would only flicker.
+_PROGRESS_FROM = 50_000
+
+
+def register(sub: Any) -> None:
+    audit = sub.add_parser("audit", help="seal and verify the tamper-evident audit log")
+    audit_sub = audit.add_subparsers(
+        dest="audit_command", required=True, metavar="COMMAND"
+    )
+
+    verify = audit_sub.add_parser(
+        "verify",
+        help="recompute every practice's log and check its signed checkpoints",
+    )
+    add_data_dir(verify)
+    verify.add_argument("--practice", metavar="ID", help="only this practice")
+    verify.add_argument(
+        "--archive",
+        metavar="FILE",
+        type=Path,
+        help="verify an exported archive instead (no database, no secrets)",
+    )
+    verify.add_argument(
+        "--key",
+        metavar="VKEY",
+        help="with --archive: the verifier key you trust, from outside the archive",
+    )
+    verify.add_argument(
+        "--origin-host", default=DEFAULT_ORIGIN_HOST, help=argparse.SUPPRESS
+    )
+    verify.set_defaults(handler=run_verify)
+
+    seal = audit_sub.add_parser("seal", help="seal pending audit events now")
+    add_data_dir(seal)
+    seal.add_argument(
+        "--origin-host", default=DEFAULT_ORIGIN_HOST, help=argparse.SUPPRESS
+    )
+    seal.set_defaults(handler=run_seal)
+
+
+def _practice(text: str | None) -> uuid.UUID | None:
+    if text is None:
+        return None
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise InvalidInput("practice id must be a UUID") from None
+
+
+def run_verify(args: argparse.Namespace, _extra: list[str]) -> int:
+    if args.archive is not None:
+        return verify_archive_file(args.archive, args.key)
+    practice = _practice(args.practice)
+    settings = load_settings(data_dir=args.data_dir)
+    keystore = open_keystore(settings.data_dir)
+    with open_target(settings) as target:
+        return verify_database(
+            target.conninfo("owner"),
+            keystore,
+            practice,
+            origin_host=args.origin_host,
+        )
+
+
+def run_seal(args: argparse.Namespace, _extra: list[str]) -> int:
+    settings = load_settings(data_dir=args.data_dir)
+    keystore = open_keystore(settings.data_dir)
+    with open_target(settings) as target:
+        sealed = seal_database(
+            target.conninfo("service"), keystore, origin_host=args.origin_host
+        )
+    print(f"sealed {sealed} audit events")
+    return 0
+
+
+def seal_database(
+    service_conninfo: str,
+    keystore: Keystore,
+    *,
+    origin_host: str = DEFAULT_ORIGIN_HOST,
+) -> int:
+    """One sealing pass as the service role, as the background job does it."""
+
+    async def once() -> int:
+        db = Database(service_conninfo, min_size=1, max_size=1)
+        await db.open()
+        try:
+            return await Sealer(db, keystore=keystore, origin_host=origin_host).run()
+        finally:
+            await db.close()
+
+    return asyncio.run(once())
+
+
+def verify_database(
+    owner_conninfo: str,
+    keystore: Keystore,
+    practice: uuid.UUID | None = None,
+    *,
+    origin_host: str = DEFAULT_ORIGIN_HOST,
+) -> int:
+    """Verify one or every practice's log; print a line each; 0 if all verify."""
+    with psycopg.connect(owner_conninfo, autocommit=True) as conn:
+        # The owner is under forced row-level security like everyone; as the
+        # system it may read every practice's log (policy events_sealer).
+        conn.execute(
+            "select set_config('request.jwt.claims', %s, false)",
+            (json.dumps(system_claims("cli-audit-verify").as_json()),),
+        )
+        practices = [practice] if practice else practices_to_verify(conn)
+        failed = 0
+        for one in practices:
+            with _progress_bar(str(one)) as progress:
+                report = verify_practice(
+                    conn, keystore, one, origin_host=origin_host, progress=progress
+                )
+            _print_report(report)
+            failed += not report.ok
+    if not practices:
+        print("no audit events yet")
+    return 1 if failed else 0
+
+
+def _print_report(report: DbVerification) -> None:
+    if report.ok:
+        print(f"practice {report.practice_id}: ok, {report.message}")
+        return
+    print(
+        f"practice {report.practice_id}: FAILED ({report.code}) at index "
+        f"{report.first_bad_index}: {report.message}",
+        file=sys.stderr,
+    )
+
+
+class _Bar:
+    """Starts a rich progress bar only once a log turns out to be large."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.progress is None:
+            if total < _PROGRESS_FROM or not sys.stderr.isatty():
+                return
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=total)
+        self.progress.update(self.task, completed=done)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+@contextlib.contextmanager
+def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    bar = _Bar(label)
+    try:
+        yield bar
+    finally:
+        bar.stop()
+
+
+def verify_archive_file(path: Path, trusted_key: str | None) -> int:
+    """`--archive`: the offline verifier, with its verdict printed."""
+    report = verify_archive(path, trusted_key=trusted_key)
+    if report.ok:
+        pinned = "" if report.key_pinned else " (key not pinned: pass --key)"
+        print(
+            f"archive ok: {report.sealed_count} events proven, "
+            f"{report.unsealed_count} unsealed, "
+            f"{report.checkpoint_count} checkpoints{pinned}"
+        )
+        return 0
+    print(
+        f"archive FAILED ({report.code}) at index {report.first_bad_index}: "
+        f"{report.message}",
+        file=sys.stderr,
+    )
+    return 1
