@@ -4,9 +4,7 @@ translation to one records-service call; the service and the database decide."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import uuid
 from typing import Annotated, Any, TypeVar
 
@@ -37,6 +35,7 @@ from perpetua.records import service as records
 from perpetua.records.service import Records
 from perpetua.web.claims import request_claims
 from perpetua.web.context import api_principal, services
+from perpetua.web.csv_export import SCHEDULE_COLUMNS, csv_response, schedule_rows
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "content": {"application/problem+json": {}}}
@@ -187,18 +186,6 @@ async def schedule(
     return [_out(AppointmentOut, a) for a in found]
 
 
-SCHEDULE_CSV_COLUMNS = (
-    "appointment_id",
-    "starts_at",
-    "ends_at",
-    "provider_id",
-    "patient_id",
-    "patient_name",
-    "status",
-    "reason",
-)
-
-
 @exports.get(
     "/schedule/export.csv",
     response_class=Response,
@@ -219,33 +206,7 @@ async def export_schedule(
         days=days,
         export=True,
     )
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(SCHEDULE_CSV_COLUMNS)
-    for a in found:
-        writer.writerow(
-            [
-                a.id,
-                a.starts_at.isoformat(),
-                a.ends_at.isoformat(),
-                a.provider_id,
-                a.patient_id,
-                _csv_safe(a.patient_name),
-                a.status,
-                _csv_safe(a.reason),
-            ]
-        )
-    return Response(
-        buffer.getvalue(),
-        media_type="text/csv",
-        headers={"content-disposition": f'attachment; filename="schedule-{day}.csv"'},
-    )
-
-
-def _csv_safe(value: str | None) -> str:
-    # A cell starting with = + - @ would run as a formula in a spreadsheet.
-    text = value or ""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return csv_response(SCHEDULE_COLUMNS, schedule_rows(found), f"schedule-{day}.csv")
 
 
 @router.put("/patients/{patient_id}/coverage")
@@ -341,24 +302,6 @@ async def access_report(
     return [_out(AccessEventOut, e) for e in found]
 
 
-def _csv(rows: list[list[Any]], header: tuple[str, ...], filename: str) -> Response:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(
-            [
-                _csv_safe(v) if isinstance(v, str) else ("" if v is None else v)
-                for v in row
-            ]
-        )
-    return Response(
-        buffer.getvalue(),
-        media_type="text/csv",
-        headers={"content-disposition": f'attachment; filename="{filename}"'},
-    )
-
-
 _CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}}}
 
 
@@ -379,7 +322,7 @@ async def export_patients(principal: Authed, request: Request) -> Response:
     found = await _records(request).export_patients(request_claims(request, principal))
     rows = [[p.id, p.name, p.birth_date, p.phone, p.ehr_ref] for p in found]
     header = ("patient_id", "name", "birth_date", "phone", "ehr_ref")
-    return _csv(rows, header, "patients.csv")
+    return csv_response(header, rows, "patients.csv")
 
 
 @router.delete("/appointments/{appointment_id}", status_code=204)
@@ -433,7 +376,7 @@ async def export_coverage(principal: Authed, request: Request) -> Response:
         "deductible_status",
         "last_verified_at",
     )
-    return _csv(rows, header, "coverage.csv")
+    return csv_response(header, rows, "coverage.csv")
 
 
 @router.delete("/calls/{call_id}", status_code=204)
@@ -474,7 +417,7 @@ async def export_calls(
         "duration_seconds",
         "patient_id",
     )
-    return _csv(rows, header, "calls.csv")
+    return csv_response(header, rows, "calls.csv")
 
 
 @router.get("/patients/{patient_id}/clinical-documents")
@@ -545,4 +488,4 @@ async def export_audit(
         ]
         for e in found
     ]
-    return _csv(rows, AUDIT_COLUMNS, "audit-events.csv")
+    return csv_response(AUDIT_COLUMNS, rows, "audit-events.csv")

@@ -21,9 +21,7 @@ cookie opens nothing.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +30,6 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from perpetua.access.permissions import Permissions
-from perpetua.api.records_routes import SCHEDULE_CSV_COLUMNS, _csv_safe
 from perpetua.errors import (
     Forbidden,
     InvalidInput,
@@ -59,6 +56,7 @@ from perpetua.web.context import (
     services,
 )
 from perpetua.web.csrf import check_csrf
+from perpetua.web.csv_export import SCHEDULE_COLUMNS, csv_response, schedule_rows
 
 router = APIRouter(include_in_schema=False)
 
@@ -650,28 +648,8 @@ async def export_schedule(
         return await _schedule_page(
             request, desk, chosen, provider, error=_calm(exc), http_status=exc.status
         )
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(SCHEDULE_CSV_COLUMNS)
-    for a in found:
-        writer.writerow(
-            [
-                a.id,
-                a.starts_at.isoformat(),
-                a.ends_at.isoformat(),
-                a.provider_id,
-                a.patient_id,
-                _csv_safe(a.patient_name),
-                a.status,
-                _csv_safe(a.reason),
-            ]
-        )
-    return Response(
-        buffer.getvalue(),
-        media_type="text/csv",
-        headers={
-            "content-disposition": f'attachment; filename="schedule-{chosen}.csv"'
-        },
+    return csv_response(
+        SCHEDULE_COLUMNS, schedule_rows(found), f"schedule-{chosen}.csv"
     )
 
 
