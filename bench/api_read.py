@@ -89,7 +89,14 @@ def serve(data_dir: str, port: int) -> None:
         )
         # Logged as in production (one JSON line per request), to /dev/null.
         configure_logging("json")
+        # As `perpetua serve` does: uvicorn re-raises SIGTERM after shutting down;
+        # as SystemExit it unwinds open_target, which stops the embedded database.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         uvicorn.Server(config).run()
+
+
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _context() -> ssl.SSLContext:

@@ -28,7 +28,8 @@ from collections.abc import Callable
 from perpetua.redaction import redact_text
 
 _TARGET_BYTES = 4_000_000
-_ROUNDS = 3
+# Best of five: the machine is shared, and the best pass is the least disturbed.
+_ROUNDS = 5
 
 _WORDS = [
     "zero",
@@ -272,8 +273,18 @@ def make_text(
     return "".join(calls), with_number / turns
 
 
+_DESCRIPTIONS = {
+    "number-heavy": "stress text, front-desk calls in which nearly every turn carries"
+    " a number",
+    "realistic": "synthetic front-desk calls of ordinary talk, 7-10 of ~32 turns per"
+    " call carry a number (birth date, phone, time, amount, member ID, claim, ZIP),"
+    " 15% of calls take a card payment",
+}
+
+
 def measure(name: str, text: str, share: float) -> float:
     megabytes = len(text.encode("utf-8")) / 1_000_000
+    print(f"{name} text: {_DESCRIPTIONS[name]}")
     timings = []
     spans = 0
     for _ in range(_ROUNDS):

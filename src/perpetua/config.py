@@ -29,6 +29,10 @@ class Settings:
     session_absolute_hours: int = 12
     log_format: str = "json"
     extra: dict[str, str] = field(default_factory=dict)
+    # Encrypted blobs and backups: `<data-dir>/blobs` unless an S3 URL is set.
+    blob_store_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -72,4 +76,7 @@ def load_settings(
         smtp_url=env.get("PERPETUA_SMTP_URL") or None,
         public_origin=env.get("PERPETUA_PUBLIC_ORIGIN") or None,
         log_format=env.get("PERPETUA_LOG_FORMAT") or "json",
+        blob_store_url=env.get("PERPETUA_BLOB_STORE") or None,
+        s3_endpoint_url=env.get("PERPETUA_S3_ENDPOINT_URL") or None,
+        s3_region=env.get("PERPETUA_S3_REGION") or None,
     )

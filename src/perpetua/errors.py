@@ -111,6 +111,17 @@ class BaaNotSigned(PerpetuaError):
     )
 
 
+class PracticeTerminated(PerpetuaError):
+    """The practice ended its BAA: its PHI was destroyed and none is taken again."""
+
+    code = "baa_terminated"
+    status = 403
+    title = (
+        "This practice terminated its Business Associate Agreement; Perpetua holds "
+        "no patient data for it"
+    )
+
+
 class NoValidClaims(PerpetuaError):
     code = "no_valid_claims"
     status = 403

@@ -26,7 +26,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is open it holds an
+# event loop running on the main thread, and every later test in the same worker
+# that calls asyncio.run() would fail. Pytest closes a module's fixtures before a
+# test of another module runs, so the loop never outlives the browser tests.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(

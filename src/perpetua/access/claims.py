@@ -7,7 +7,8 @@ because PostgREST would switch database roles on that key.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 ActorKind = Literal["user", "agent", "api_token", "staff", "system"]
@@ -54,3 +55,38 @@ class Claims:
 
 def system_claims(request_id: str) -> Claims:
     return Claims(actor_kind="system", actor_id=SYSTEM_ACTOR, request_id=request_id)
+
+
+@dataclass(frozen=True)
+class SessionClaims:
+    """A read's caller named by session token, for the database to resolve.
+
+    The claims are derived in the reading transaction itself
+    (`app.session_claims`): one round trip checks the session, sets the claims,
+    writes the audit event and returns the rows. Only what describes the request
+    travels from here; who the caller is, which practice and which role come from
+    the session row alone.
+    """
+
+    token_hash: bytes = field(repr=False)
+    now: datetime
+    request_id: str
+    purpose_of_use: str | None = None
+    reason: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+
+    def request_json(self) -> dict[str, str]:
+        fields = {
+            "request_id": self.request_id,
+            "purpose_of_use": self.purpose_of_use,
+            "reason": self.reason,
+            "client_ip": self.client_ip,
+            "user_agent": self.user_agent,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
+
+
+# Who a PHI read may name: claims set by the service, or a session the database
+# resolves itself.
+ReadCaller = Claims | SessionClaims

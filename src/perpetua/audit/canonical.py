@@ -18,6 +18,17 @@ Decoding is strict: unknown or missing fields, duplicate keys, wrong types, text
 that is not NFC, and any byte sequence that is not the canonical encoding of what
 it decodes to are all rejected, so an archive line either round-trips byte for
 byte or is refused.
+
+Two versions exist, told apart by the ``v`` field inside the hashed bytes:
+
+- version 1 leaves out the stored row's event ``id`` and ``row_count``, and
+  normalizes text to NFC and addresses to Python's compressed spelling before
+  hashing. Logs sealed under it stay verifiable, nothing more is sealed with it.
+- version 2 adds ``id`` and ``row_count``, so every column of an audit row is
+  committed to, and records text exactly as stored (no normalization step that
+  could hide a change). Its bytes are what PostgreSQL's ``to_json`` writes for
+  each stored value, so the database renders the line that Python hashes
+  (``db_render``); this module is the definition both must agree with.
 """
 
 from __future__ import annotations
@@ -29,11 +40,13 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 __all__ = [
     "EVENT_FIELDS",
+    "EVENT_FIELDS_V2",
     "EVENT_VERSION",
+    "EVENT_VERSION_V2",
     "MAX_INDEX",
     "AuditEvent",
     "MalformedEvent",
@@ -42,10 +55,12 @@ __all__ = [
     "encode_event",
     "format_time",
     "make_event",
+    "make_event_v2",
     "parse_time",
 ]
 
 EVENT_VERSION: Literal[1] = 1
+EVENT_VERSION_V2: Literal[2] = 2
 
 # JCS represents numbers as IEEE doubles; past 2**53 two indices could share one
 # encoding in other implementations, so the log refuses to grow that far.
@@ -57,9 +72,14 @@ _MAX_IDS = 1000
 
 
 class AuditEvent(TypedDict):
-    """One audit event, as stored, sealed and exported."""
+    """One audit event, as stored, sealed and exported.
 
-    v: Literal[1]
+    ``id`` and ``row_count`` are present exactly when ``v`` is 2.
+    """
+
+    v: int
+    id: NotRequired[str]
+    row_count: NotRequired[int]
     practice_id: str
     index: int
     time: str
@@ -91,7 +111,21 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9_.:\-]*")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 
-_Kind = Literal["uuid", "index", "time", "token", "text", "ids", "ip", "version"]
+_Kind = Literal[
+    "uuid",
+    "index",
+    "time",
+    "token",
+    "text",
+    "ids",
+    "ip",
+    "version",
+    "version2",
+    "raw_text",
+    "raw_ids",
+    "raw_ip",
+    "int32",
+]
 
 # Field name -> (kind, may be null). The order here is documentation only; the
 # encoding sorts keys.
@@ -115,6 +149,32 @@ EVENT_FIELDS: Mapping[str, tuple[_Kind, bool]] = {
     "outcome": ("token", False),
 }
 _FIELD_SET = frozenset(EVENT_FIELDS)
+
+# Version 2: every column of the stored row, each value exactly as stored. The
+# database constrains tags and lengths on the way in; here a value only has to
+# be of the right JSON type, so sealing can never stall on an odd stored value.
+EVENT_FIELDS_V2: Mapping[str, tuple[_Kind, bool]] = {
+    "v": ("version2", False),
+    "id": ("uuid", False),
+    "practice_id": ("uuid", False),
+    "index": ("index", False),
+    "time": ("time", False),
+    "actor_kind": ("raw_text", False),
+    "actor_id": ("raw_text", True),
+    "actor_role": ("raw_text", True),
+    "action": ("raw_text", False),
+    "resource_type": ("raw_text", False),
+    "resource_ids": ("raw_ids", False),
+    "patient_ids": ("raw_ids", False),
+    "purpose_of_use": ("raw_text", True),
+    "reason": ("raw_text", True),
+    "ip": ("raw_ip", True),
+    "user_agent": ("raw_text", True),
+    "request_id": ("raw_text", True),
+    "outcome": ("raw_text", False),
+    "row_count": ("int32", False),
+}
+_FIELD_SET_V2 = frozenset(EVENT_FIELDS_V2)
 
 
 def format_time(moment: datetime) -> str:
@@ -155,6 +215,43 @@ def _check_text(name: str, value: object, limit: int = _MAX_TEXT) -> None:
 def _check_version(name: str, value: object) -> None:
     if value.__class__ is not int or value != EVENT_VERSION:
         raise MalformedEvent(f"unsupported event version {value!r}")
+
+
+def _check_version2(name: str, value: object) -> None:
+    if value.__class__ is not int or value != EVENT_VERSION_V2:
+        raise MalformedEvent(f"unsupported event version {value!r}")
+
+
+def _check_raw_text(name: str, value: object) -> None:
+    if value.__class__ is not str:
+        raise MalformedEvent(f"{name} must be a string")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise MalformedEvent(f"{name} holds a lone surrogate") from exc
+
+
+def _check_raw_ids(name: str, value: object) -> None:
+    if value.__class__ is not list:
+        raise MalformedEvent(f"{name} must be a list")
+    for item in value:
+        _check_uuid(name, item)
+
+
+def _check_raw_ip(name: str, value: object) -> None:
+    # Spelled as PostgreSQL's host() writes it; any spelling Python can read.
+    if value.__class__ is not str:
+        raise MalformedEvent(f"{name} must be a string")
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise MalformedEvent(f"{name} {value!r} is not an IP address") from exc
+
+
+def _check_int32(name: str, value: object) -> None:
+    if value.__class__ is not int or not -(2**31) <= value < 2**31:
+        raise MalformedEvent(f"{name} must be a 32-bit integer")
 
 
 def _check_uuid(name: str, value: object) -> None:
@@ -221,19 +318,33 @@ _CHECKS: Mapping[_Kind, Callable[[str, object], None]] = {
     "text": _check_text,
     "ids": _check_ids,
     "ip": _check_ip,
+    "version2": _check_version2,
+    "raw_text": _check_raw_text,
+    "raw_ids": _check_raw_ids,
+    "raw_ip": _check_raw_ip,
+    "int32": _check_int32,
 }
 _PLAN = tuple(
     (name, _CHECKS[kind], nullable) for name, (kind, nullable) in EVENT_FIELDS.items()
 )
+_PLAN_V2 = tuple(
+    (name, _CHECKS[kind], nullable)
+    for name, (kind, nullable) in EVENT_FIELDS_V2.items()
+)
 
 
 def _validate(event: Mapping[str, object]) -> None:
-    if event.keys() != _FIELD_SET:
+    # The version decides the field set; anything but exactly 2 is held to the
+    # version 1 rules, which refuse it with a clear message.
+    version = event.get("v")
+    v2 = version.__class__ is int and version == EVENT_VERSION_V2
+    fields, plan = (_FIELD_SET_V2, _PLAN_V2) if v2 else (_FIELD_SET, _PLAN)
+    if event.keys() != fields:
         keys = set(event)
-        missing = sorted(_FIELD_SET - keys)
-        extra = sorted(keys - _FIELD_SET)
+        missing = sorted(fields - keys)
+        extra = sorted(keys - fields)
         raise MalformedEvent(f"event fields differ: missing {missing}, extra {extra}")
-    for name, check, nullable in _PLAN:
+    for name, check, nullable in plan:
         value = event[name]
         if value is None:
             if not nullable:
@@ -341,6 +452,53 @@ def make_event(
         "user_agent": nfc(user_agent),
         "request_id": nfc(request_id),
         "outcome": outcome,
+    }
+    _validate(event)
+    return event
+
+
+def make_event_v2(
+    *,
+    event_id: str,
+    practice_id: str,
+    index: int,
+    time: datetime,
+    actor_kind: str,
+    action: str,
+    resource_type: str,
+    outcome: str,
+    row_count: int,
+    actor_id: str | None = None,
+    actor_role: str | None = None,
+    resource_ids: Sequence[str] = (),
+    patient_ids: Sequence[str] = (),
+    purpose_of_use: str | None = None,
+    reason: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    request_id: str | None = None,
+) -> AuditEvent:
+    """Build a version 2 event from stored values, recording them as they are."""
+    event: AuditEvent = {
+        "v": EVENT_VERSION_V2,
+        "id": event_id,
+        "practice_id": practice_id,
+        "index": index,
+        "time": format_time(time),
+        "actor_kind": actor_kind,
+        "actor_id": actor_id,
+        "actor_role": actor_role,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_ids": list(resource_ids),
+        "patient_ids": list(patient_ids),
+        "purpose_of_use": purpose_of_use,
+        "reason": reason,
+        "ip": ip,
+        "user_agent": user_agent,
+        "request_id": request_id,
+        "outcome": outcome,
+        "row_count": row_count,
     }
     _validate(event)
     return event

@@ -4,8 +4,11 @@ This module guards the step that turns stored audit events into evidence. For ea
 practice, a sealing pass takes the committed events that have no index yet, gives
 them the next gapless indices, hashes their canonical bytes into Merkle leaves,
 extends the practice's frontier and signs a C2SP checkpoint over the new root, all
-in one transaction through the ``audit_api.seal_*`` functions (migration 0030). A
-batch either lands whole, with its checkpoint, or not at all.
+in one transaction through the ``audit_api.seal_*`` functions (migrations 0030 and
+0031). A batch either lands whole, with its checkpoint, or not at all.
+
+Events are sealed as version 2 (``canonical``): the database renders each line
+and this module only hashes bytes, so no Python object is built per event.
 
 The signing key never reaches the database. Each practice's Ed25519 key is derived
 from its ``audit_signing`` class key in the keystore (outside PostgreSQL), so a
@@ -20,6 +23,7 @@ late with an early timestamp is not skipped, it simply gets a later index.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,14 +36,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from perpetua.access.claims import system_claims
-from perpetua.audit.canonical import AuditEvent, encode_event, make_event
+from perpetua.audit.canonical import AuditEvent, make_event, make_event_v2
 from perpetua.audit.checkpoint import (
     Checkpoint,
     NoteSigner,
     key_id,
     sign_checkpoint,
 )
-from perpetua.audit.merkle import Frontier, leaf_hash
+from perpetua.audit.merkle import Frontier
 from perpetua.audit.offline_verify import practice_log_origin
 from perpetua.crypto.keystore import ClassKey, DataClass, Keystore
 from perpetua.db.pool import Database
@@ -51,6 +55,7 @@ __all__ = [
     "DEFAULT_ORIGIN_HOST",
     "Sealer",
     "event_from_row",
+    "event_from_row_v2",
     "open_keystore",
     "signer_for",
 ]
@@ -59,9 +64,10 @@ log = get_logger("perpetua.audit.sealing")
 
 DEFAULT_ORIGIN_HOST = "perpetua.example"
 
-# Events per transaction and per checkpoint. Large enough that signing is a small
-# share of the work, small enough that one transaction stays short.
-BATCH_SIZE = 5000
+# Events per transaction and per checkpoint. Large enough that signing and the
+# round trips are a small share of the work, small enough that one transaction
+# stays short (well under a second).
+BATCH_SIZE = 20_000
 
 # Binds the derived key to its use and to one log: the same class key can never
 # yield the signing key of another origin or of another purpose.
@@ -114,49 +120,66 @@ def event_from_row(practice_id: str, index: int, row: Mapping[str, Any]) -> Audi
     )
 
 
+def event_from_row_v2(
+    practice_id: str, index: int, row: Mapping[str, Any]
+) -> AuditEvent:
+    """The version 2 event for one ``audit.events`` row at ``index``, in Python.
+
+    The sealer lets the database render this line; this is the same event built
+    from the row's columns, for tests and for anyone checking the rendering.
+    """
+    actor_id = row["actor_id"]
+    return make_event_v2(
+        event_id=str(row["id"]),
+        practice_id=practice_id,
+        index=index,
+        time=row["occurred_at"],
+        actor_kind=row["actor_kind"],
+        actor_id=None if actor_id is None else str(actor_id),
+        actor_role=row["actor_role"],
+        action=row["action"],
+        resource_type=row["resource_type"],
+        outcome=row["outcome"],
+        row_count=row["row_count"],
+        resource_ids=[str(r) for r in row["resource_ids"] or ()],
+        patient_ids=[str(p) for p in row["patient_ids"] or ()],
+        purpose_of_use=row["purpose_of_use"],
+        reason=row["reason"],
+        ip=row["ip"],
+        user_agent=row["user_agent"],
+        request_id=row["request_id"],
+    )
+
+
 @dataclass(frozen=True)
-class _Batch:
-    event_ids: list[uuid.UUID]
-    occurred_at: list[datetime]
-    leaves: list[bytes]
-    frontier: bytes
-    root: bytes
-    note: str
-    signed_at: datetime
+class _Position:
+    """The last event a pass sealed: the next batch starts after it."""
+
+    occurred_at: datetime
+    event_id: uuid.UUID
 
 
 def _hash_and_sign(
-    practice_id: str,
     size: int,
     frontier_bytes: bytes,
-    rows: Sequence[Mapping[str, Any]],
+    lines: Sequence[bytes],
     signer: NoteSigner,
-) -> _Batch:
+) -> tuple[list[bytes], Frontier, bytes, str, datetime]:
     frontier = Frontier.from_bytes(frontier_bytes)
 
     # The stored frontier must describe the stored size, or every root from here
     # on would be wrong: refuse rather than sign a tree nobody can reproduce.
     if frontier.size != size:
         raise RuntimeError("audit log state is inconsistent: frontier size differs")
-    leaves = [
-        leaf_hash(encode_event(event_from_row(practice_id, size + i, row)))
-        for i, row in enumerate(rows)
-    ]
+    sha = hashlib.sha256
+    leaves = [sha(b"\x00" + line).digest() for line in lines]
     frontier.extend(leaves)
     signed_at = datetime.now(UTC)
     root = frontier.root()
     note = sign_checkpoint(
         Checkpoint(signer.name, frontier.size, root, signed_at), signer
     )
-    return _Batch(
-        event_ids=[row["id"] for row in rows],
-        occurred_at=[row["occurred_at"] for row in rows],
-        leaves=leaves,
-        frontier=frontier.to_bytes(),
-        root=root,
-        note=note,
-        signed_at=signed_at,
-    )
+    return leaves, frontier, root, note, signed_at
 
 
 class Sealer:
@@ -200,13 +223,16 @@ class Sealer:
 
     async def seal_practice(self, practice: uuid.UUID) -> int:
         total = 0
+        after: _Position | None = None
         while True:
-            sealed = await self._seal_batch(practice)
+            sealed, after = await self._seal_batch(practice, after)
             total += sealed
             if sealed < self.batch_size:
                 return total
 
-    async def _seal_batch(self, practice: uuid.UUID) -> int:
+    async def _seal_batch(
+        self, practice: uuid.UUID, after: _Position | None
+    ) -> tuple[int, _Position | None]:
         practice_id = str(practice)
         origin = practice_log_origin(practice_id, self.origin_host)
         claims = system_claims("audit-seal")
@@ -216,40 +242,48 @@ class Sealer:
             )
             state = await cur.fetchone()
             assert state is not None
-            cur = await conn.execute(
-                "select * from audit_api.seal_next(%s, %s)",
-                (practice, self.batch_size),
+            size = state["size"]
+
+            # Binary results: each line arrives as raw bytes, ready to hash.
+            cur = conn.cursor(binary=True)
+            await cur.execute(
+                "select * from audit_api.seal_next(%s, %s, %s, %s, %s)",
+                (
+                    practice,
+                    size,
+                    None if after is None else after.occurred_at,
+                    None if after is None else after.event_id,
+                    self.batch_size,
+                ),
             )
             rows = await cur.fetchall()
             if not rows:
-                return 0
+                return 0, after
+            event_ids = [row["id"] for row in rows]
+            occurred_at = [row["occurred_at"] for row in rows]
+            lines = [row["line"] for row in rows]
 
             # Hashing and signing a batch takes a moment of CPU; keep it off the
             # event loop that serves requests.
             class_key = self.keystore.current(practice, DataClass.AUDIT_SIGNING)
             signer = signer_for(class_key, origin)
-            batch = await asyncio.to_thread(
-                _hash_and_sign,
-                practice_id,
-                state["size"],
-                bytes(state["frontier"]),
-                rows,
-                signer,
+            leaves, frontier, root, note, signed_at = await asyncio.to_thread(
+                _hash_and_sign, size, bytes(state["frontier"]), lines, signer
             )
             await conn.execute(
                 "select audit_api.seal_commit(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     practice,
-                    state["size"],
-                    batch.event_ids,
-                    batch.occurred_at,
-                    batch.leaves,
-                    batch.frontier,
-                    batch.root,
-                    batch.note,
+                    size,
+                    event_ids,
+                    occurred_at,
+                    leaves,
+                    frontier.to_bytes(),
+                    root,
+                    note,
                     class_key.version,
-                    batch.signed_at,
+                    signed_at,
                 ),
             )
-        log.info("audit_sealed", events=len(rows), size=state["size"] + len(rows))
-        return len(rows)
+        log.info("audit_sealed", events=len(rows), size=frontier.size)
+        return len(rows), _Position(occurred_at[-1], event_ids[-1])

@@ -8,11 +8,18 @@ from collections.abc import Sequence
 
 from perpetua.cli import (
     audit_commands,
+    backup_commands,
+    calls_commands,
     db_commands,
     demo_command,
+    export_commands,
+    keys_commands,
+    monitor_commands,
     practice_commands,
     redact_command,
+    retention_commands,
     serve_command,
+    simulate_command,
     staff_commands,
 )
 from perpetua.errors import PerpetuaError
@@ -29,9 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
         db_commands,
         practice_commands,
         demo_command,
+        export_commands,
         redact_command,
         staff_commands,
         audit_commands,
+        calls_commands,
+        retention_commands,
+        keys_commands,
+        backup_commands,
+        monitor_commands,
+        simulate_command,
     )
     for module in commands:
         module.register(sub)

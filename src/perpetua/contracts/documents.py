@@ -21,6 +21,7 @@ from perpetua.crypto import BlobCipher, DataClass, Keystore
 class DocumentStore:
     def __init__(self, root: Path, keystore: Keystore) -> None:
         self.root = root
+        self.keystore = keystore
         self._blobs = BlobCipher(keystore)
 
     def _path(self, practice_id: uuid.UUID, object_id: uuid.UUID) -> Path:

@@ -34,3 +34,11 @@ class AgreementVersionStale(PerpetuaError):
 class ExecutedAgreementNotFound(NotFound):
     code = "baa_document_not_found"
     title = "There is no executed agreement here that you may download"
+
+
+class AgreementTerminated(PerpetuaError):
+    """A terminated practice holds no PHI again, so it signs nothing again."""
+
+    code = "baa_terminated"
+    status = 409
+    title = "This practice terminated its Business Associate Agreement"

@@ -3,10 +3,15 @@ executed PDF. The console and the API call these same methods.
 
 Signing happens in one transaction: the signature row (which the database lets
 only an owner write, and which creates the execution that opens the PHI gate),
-and one outbox message per owner. The encrypted PDF is written just before; if
-the transaction does not commit, the file is removed, so no document exists
-without its record. Signing the same version again returns the first signature
-and changes nothing.
+and one outbox message per owner with the executed PDF attached (encrypted in
+the outbox like in the document store). The encrypted PDF is written just
+before; if the transaction does not commit, the file is removed, so no document
+exists without its record. Signing the same version again returns the first
+signature and changes nothing.
+
+When a new version is released, the version already signed stays in force and
+the status names the new one as awaiting signature; every executed version stays
+listed and downloadable. A terminated practice signs nothing again.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from anyio import to_thread
 from perpetua.access.claims import Claims
 from perpetua.clock import Clock
 from perpetua.contracts import pdf
-from perpetua.contracts.agreements import Agreement, current
+from perpetua.contracts.agreements import Agreement, Library
 from perpetua.contracts.documents import DocumentStore
 from perpetua.contracts.errors import (
+    AgreementTerminated,
     AgreementVersionStale,
     ConsentRequired,
     ExecutedAgreementNotFound,
@@ -36,9 +42,11 @@ from perpetua.crypto.errors import CryptoError
 from perpetua.db.pool import Conn, Database
 from perpetua.errors import Forbidden
 from perpetua.mail import outbox
+from perpetua.mail.attachments import Attachment
 from perpetua.observability.logging import get_logger
 from perpetua.practices.baa_status import baa_in_force
 from perpetua.records.vault import UnreadableRecord, Vault
+from perpetua.termination.state import Termination, termination_of
 
 log = get_logger("perpetua.contracts")
 
@@ -72,12 +80,22 @@ class Status:
     in_force: bool
     current: Agreement
     signatures: list[Signature]
+    termination: Termination | None = None
 
     @property
     def current_signature(self) -> Signature | None:
         return next(
             (s for s in self.signatures if s.version == self.current.version), None
         )
+
+    @property
+    def terminated(self) -> bool:
+        return self.termination is not None
+
+    @property
+    def awaiting_signature(self) -> bool:
+        """A newer version is released while an older one keeps PHI open."""
+        return self.in_force and self.current_signature is None and not self.terminated
 
 
 @dataclass(frozen=True)
@@ -108,12 +126,18 @@ def _clean(value: str) -> str:
 
 class Contracts:
     def __init__(
-        self, db: Database, clock: Clock, store: DocumentStore, origin: str
+        self,
+        db: Database,
+        clock: Clock,
+        store: DocumentStore,
+        origin: str,
+        library: Library | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.store = store
         self.origin = origin
+        self.library = library or Library()
 
     @classmethod
     def open(cls, db: Database, clock: Clock, data_dir: Path, origin: str) -> Contracts:
@@ -124,6 +148,7 @@ class Contracts:
     async def status(self, claims: Claims) -> Status:
         in_force = await baa_in_force(self.db, claims)
         signatures: list[Signature] = []
+        termination: Termination | None = None
         if claims.practice_id is not None:
             async with self.db.transaction(claims) as conn:
                 cur = await conn.execute(
@@ -132,7 +157,13 @@ class Contracts:
                     (claims.practice_id,),
                 )
                 signatures = [_signature(r) for r in await cur.fetchall()]
-        return Status(in_force=in_force, current=current(), signatures=signatures)
+                termination = await termination_of(conn, claims.practice_id)
+        return Status(
+            in_force=in_force,
+            current=self.library.current(),
+            signatures=signatures,
+            termination=termination,
+        )
 
     async def sign(self, claims: Claims, request: SignRequest) -> Signed:
         """Sign the current version for the claimed practice, or return the
@@ -149,7 +180,7 @@ class Contracts:
         name, title = _clean(request.full_name), _clean(request.title)
 
         # The signer agrees to the text they were shown, never to a newer one.
-        agreement = current()
+        agreement = self.library.current()
         if request.version != agreement.version or (
             request.document_sha256 is not None
             and request.document_sha256 != agreement.sha256
@@ -167,6 +198,8 @@ class Contracts:
                 existing = await self._find(conn, practice_id, agreement.version)
                 if existing is not None:
                     return Signed(existing, created=False)
+                if await termination_of(conn, practice_id) is not None:
+                    raise AgreementTerminated()
 
                 now = self.clock.now()
                 signature_id, object_id = uuid.uuid4(), uuid.uuid4()
@@ -216,7 +249,7 @@ class Contracts:
                 )
                 made = await self._find(conn, practice_id, agreement.version)
                 assert made is not None
-                await self._notify_owners(conn, practice_id, made, now)
+                await self._notify_owners(conn, practice_id, made, now, document)
         except BaseException:
             if object_id is not None:
                 self.store.discard(practice_id, object_id)
@@ -282,20 +315,17 @@ class Contracts:
         return str(row["name"])
 
     async def _notify_owners(
-        self, conn: Conn, practice_id: uuid.UUID, signed: Signature, now: dt.datetime
+        self,
+        conn: Conn,
+        practice_id: uuid.UUID,
+        signed: Signature,
+        now: dt.datetime,
+        document: bytes,
     ) -> None:
-        """One message per owner, in the signing transaction: all or none."""
-        cur = await conn.execute(
-            "select u.email from app.memberships m "
-            "join app.users u on u.id = m.user_id "
-            "where m.practice_id = %s and m.role = 'owner'",
-            (practice_id,),
-        )
-        owners = [str(r["email"]) for r in await cur.fetchall()]
+        """One message per owner with the PDF attached, in the signing
+        transaction: all or none."""
+        owners = await owner_addresses(conn, practice_id)
         practice = await self._practice_name(conn, practice_id)
-
-        # Limitation: the outbox carries text only, so the message links to the
-        # PDF (sign-in required) instead of attaching it; see docs/baa.md.
         link = f"{self.origin}/agreement/executed/{signed.id}.pdf"
         body = (
             f"The Business Associate Agreement between {practice} and Perpetua is "
@@ -306,9 +336,11 @@ class Contracts:
             f"Version: {signed.version}\n"
             f"Text SHA-256: {signed.document_sha256}\n"
             f"PDF SHA-256: {signed.pdf_sha256}\n\n"
-            f"Download the executed agreement (sign-in required):\n{link}\n\n"
+            f"The executed agreement is attached ({pdf_filename(signed)}). It can "
+            f"also be downloaded at any time (sign-in required):\n{link}\n\n"
             "Patient features are now available to your practice.\n"
         )
+        attachment = Attachment(pdf_filename(signed), "application/pdf", document)
         for address in owners:
             await outbox.enqueue(
                 conn,
@@ -318,4 +350,21 @@ class Contracts:
                 subject="Your Business Associate Agreement with Perpetua is signed",
                 body=body,
                 practice_id=practice_id,
+                attachments=(attachment,),
+                keystore=self.store.keystore,
             )
+
+
+def pdf_filename(signature: Signature) -> str:
+    return f"baa-{signature.version}.pdf"
+
+
+async def owner_addresses(conn: Conn, practice_id: uuid.UUID) -> list[str]:
+    """Every owner's address, read under the claims of the transaction."""
+    cur = await conn.execute(
+        "select u.email from app.memberships m "
+        "join app.users u on u.id = m.user_id "
+        "where m.practice_id = %s and m.role = 'owner' order by u.email",
+        (practice_id,),
+    )
+    return [str(r["email"]) for r in await cur.fetchall()]

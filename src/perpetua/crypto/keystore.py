@@ -48,6 +48,7 @@ from perpetua.crypto.kek import KekProvider
 
 __all__ = [
     "BUCKETED_CLASSES",
+    "HOLD_PERIOD",
     "ClassKey",
     "DataClass",
     "DeletionCertificate",
@@ -73,8 +74,12 @@ class DataClass(StrEnum):
 # every object of that month wherever its ciphertext lives, backups included.
 BUCKETED_CLASSES = frozenset({DataClass.RECORDINGS, DataClass.TRANSCRIPTS})
 
+# The bucket of objects under legal hold: their data keys are rewrapped here so
+# that their month's key can be destroyed without them. Never swept by age.
+HOLD_PERIOD = "hold"
+
 _PRACTICE_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_PERIOD_RE = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+_PERIOD_RE = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])|hold")
 _KEY_FILE_RE = re.compile(r"v([0-9]{6})\.(key|destroyed)")
 _FILE_FORMAT = 1
 _NO_PERIOD = "_"
@@ -154,6 +159,11 @@ class Keystore:
         self._hot: dict[
             tuple[str, DataClass, str | None, int], tuple[str, ClassKey]
         ] = {}
+
+    @property
+    def kek_id(self) -> str:
+        """The id of the KEK wrapping this keystore's class keys."""
+        return self._kek.kek_id
 
     # Class keys
 
@@ -290,6 +300,32 @@ class Keystore:
                     )  # fmt: skip
         return infos
 
+    def certificate(
+        self,
+        practice_id: str | uuid.UUID,
+        data_class: DataClass,
+        period: str | None = None,
+    ) -> DeletionCertificate | None:
+        """The deletion certificate of a destroyed bucket, from its tombstone."""
+        practice, period = self._check(practice_id, data_class, period)
+        directory = self._directory(practice, data_class, period)
+        active, destroyed = self._scan(directory)
+        if not destroyed or active:
+            return None
+        record = self._read_json(directory / f"v{max(destroyed):06d}.destroyed")
+        return DeletionCertificate(
+            certificate_id=str(record["certificate_id"]),
+            practice_id=str(record["practice_id"]),
+            data_class=DataClass(record["data_class"]),
+            period=record.get("period"),
+            key_versions=tuple(int(v) for v in record["key_versions"]),
+            destroyed_at=str(record["destroyed_at"]),
+            reason=str(record["reason"]),
+            actor=str(record["actor"]),
+            kek_id=str(record["kek_id"]),
+            method=str(record["method"]),
+        )
+
     # Data keys
 
     def wrap_data_key(
@@ -335,6 +371,25 @@ class Keystore:
         )
         ad = self._data_key_ad(newest, object_id)
         return aead.seal(newest.secret, newest.version, data_key, ad)
+
+    def move_data_key(
+        self,
+        practice_id: str | uuid.UUID,
+        data_class: DataClass,
+        object_id: str | uuid.UUID,
+        wrapped: bytes,
+        *,
+        from_period: str | None,
+        to_period: str | None,
+    ) -> tuple[bytes, int]:
+        """Re-wrap a data key into another bucket (say, legal hold); the blob is
+        untouched. Returns the new wrapped key and the class key version used."""
+        data_key = self.unwrap_data_key(
+            practice_id, data_class, object_id, wrapped, from_period
+        )
+        target = self.current(practice_id, data_class, to_period)
+        ad = self._data_key_ad(target, object_id)
+        return aead.seal(target.secret, target.version, data_key, ad), target.version
 
     @staticmethod
     def new_data_key() -> bytes:

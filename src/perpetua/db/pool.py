@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -13,17 +15,22 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from perpetua.access.claims import Claims
+from perpetua.access.claims import Claims, ReadCaller, SessionClaims
 from perpetua.errors import (
     AuditUnavailable,
     BaaNotSigned,
     Forbidden,
     InvalidRange,
+    NotAuthenticated,
+    NotFound,
     NoValidClaims,
     PerpetuaError,
     PracticeReadOnly,
+    PracticeTerminated,
+    SessionExpired,
     StillReferenced,
 )
+from perpetua.identity.errors import MfaEnrolmentRequired, SecondFactorRequired
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 
@@ -34,11 +41,26 @@ _DATABASE_REFUSALS: dict[str, type[PerpetuaError]] = {
     "PR403": Forbidden,
     "PR401": NoValidClaims,
     "PB001": BaaNotSigned,
+    "PB002": PracticeTerminated,
     "PA500": AuditUnavailable,
     "PV001": InvalidRange,
     "23503": StillReferenced,
     "42501": Forbidden,
+    # A session resolved inside a read (app.session_claims).
+    "PS401": NotAuthenticated,
+    "PS419": SessionExpired,
+    "PS421": SecondFactorRequired,
+    "PS422": MfaEnrolmentRequired,
+    "PS404": NotFound,
 }
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    rows: list[dict[str, Any]]
+    outcome: str | None
+    # The practice the claims named, as the database saw them.
+    practice_id: uuid.UUID | None
 
 
 class Database:
@@ -77,47 +99,62 @@ class Database:
                     raise
                 await conn.execute("commit")
         except psycopg.Error as exc:
-            mapped = _DATABASE_REFUSALS.get(exc.sqlstate or "")
-            if mapped is None:
+            refusal = _refusal(exc)
+            if refusal is None:
                 raise
-            raise mapped() from exc
+            raise refusal from exc
 
     async def read_once(
-        self, claims: Claims, query: str, params: tuple[Any, ...]
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """One audited read in one round trip: begin, set the claims, run `query`
-        (a phi_api read that records its audit event), read the outcome flag, and
-        commit. The rows come back only after the server has committed, so no
-        caller holds data whose audit event could still be lost.
+        self, caller: ReadCaller, query: str, params: tuple[Any, ...]
+    ) -> ReadResult:
+        """One audited read in one round trip: begin, set the claims (or have the
+        database derive them from the caller's session), run `query` (a phi_api
+        read that records its audit event), read the outcome flag and the practice
+        the claims named, and commit. The rows come back only after the server has
+        committed, so no caller holds data whose audit event could still be lost.
 
         Parameters are bound on the client (psycopg quotes each as a literal),
         which is what lets the statements travel together."""
-        payload = json.dumps(claims.as_json())
+        if isinstance(caller, SessionClaims):
+            prelude = "select app.session_claims(%s, %s, %s)"
+            head: tuple[Any, ...] = (
+                caller.token_hash,
+                caller.now,
+                json.dumps(caller.request_json()),
+            )
+        else:
+            prelude = "select set_config('request.jwt.claims', %s, true)"
+            head = (json.dumps(caller.as_json()),)
         statement = (
-            "begin; select set_config('request.jwt.claims', %s, true); "
+            "begin; "
+            + prelude
+            + "; "
             + query
-            + "; select current_setting('perpetua.outcome', true) as outcome; commit"
+            + "; select current_setting('perpetua.outcome', true) as outcome,"
+            " perpetua.practice_id() as practice_id; commit"
         )
         try:
             async with self.pool.connection() as conn:
                 cur = psycopg.AsyncClientCursor(conn, row_factory=dict_row)
                 try:
-                    await cur.execute(statement, (payload, *params))
+                    await cur.execute(statement, (*head, *params))
                 except BaseException:
                     if not conn.closed:
                         await conn.execute("rollback")
                     raise
                 cur.nextset()  # past BEGIN
-                cur.nextset()  # past set_config
+                cur.nextset()  # past the claims
                 rows = list(await cur.fetchall())
                 cur.nextset()
-                flag = await cur.fetchone()
+                trailer = await cur.fetchone() or {}
         except psycopg.Error as exc:
-            mapped = _DATABASE_REFUSALS.get(exc.sqlstate or "")
-            if mapped is None:
+            refusal = _refusal(exc)
+            if refusal is None:
                 raise
-            raise mapped() from exc
-        return rows, (flag or {}).get("outcome") or None
+            raise refusal from exc
+        return ReadResult(
+            rows, trailer.get("outcome") or None, trailer.get("practice_id")
+        )
 
     async def call(self, query: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
         """One statement in its own transaction, with no claims at all: for the
@@ -125,6 +162,12 @@ class Database:
         async with self.pool.connection() as conn:
             cur = await conn.execute(query, params)
             return await cur.fetchone()
+
+
+def _refusal(exc: psycopg.Error) -> PerpetuaError | None:
+    """The domain error for a refusal the database made; None for anything else."""
+    mapped = _DATABASE_REFUSALS.get(exc.sqlstate or "")
+    return mapped() if mapped is not None else None
 
 
 def _begin_with_claims(claims: Claims | None) -> sql.Composed:

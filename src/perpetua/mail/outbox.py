@@ -3,20 +3,26 @@ the transaction that decides to send, so a message exists only if the change tha
 caused it committed), one way out (`deliver_due`, run by the background job).
 
 Messages carry one-time links, so a body is erased from the database once the
-message is delivered. Logs name a message only by its id and a failure only by the
-error's type: never an address, a subject or a body.
+message is delivered; so is the ciphertext of its attachments
+(`attachments.py`), which are encrypted before they are queued. Logs name a
+message only by its id and a failure only by the error's type: never an address,
+a subject, a body or a file name.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from perpetua.access.claims import system_claims
 from perpetua.clock import Clock
+from perpetua.crypto import Keystore
 from perpetua.db.pool import Conn, Database
+from perpetua.mail import attachments as attached
+from perpetua.mail.attachments import Attachment
 from perpetua.mail.transport import Message, Transport
 from perpetua.observability.logging import get_logger
 
@@ -42,7 +48,12 @@ async def enqueue(
     subject: str,
     body: str,
     practice_id: uuid.UUID | None = None,
+    attachments: Sequence[Attachment] = (),
+    keystore: Keystore | None = None,
 ) -> uuid.UUID:
+    """Queue a message; attachments are encrypted under the practice's keys."""
+    if attachments and (practice_id is None or keystore is None):
+        raise ValueError("attachments need the practice and its keystore")
     message_id = uuid.uuid4()
     await conn.execute(
         "insert into app.mail_outbox (id, practice_id, kind, to_address, subject, "
@@ -50,6 +61,17 @@ async def enqueue(
         "values (%s, %s, %s, %s, %s, %s, %s, %s)",
         (message_id, practice_id, kind, to, subject, body, now, now),
     )
+    if attachments:
+        assert practice_id is not None
+        assert keystore is not None
+        await attached.store(
+            conn,
+            keystore,
+            now,
+            message_id=message_id,
+            practice_id=practice_id,
+            attachments=list(attachments),
+        )
     return message_id
 
 
@@ -60,9 +82,15 @@ def _backoff(attempts: int) -> dt.timedelta:
 
 
 async def deliver_due(
-    db: Database, clock: Clock, transport: Transport, batch: int = 20
+    db: Database,
+    clock: Clock,
+    transport: Transport,
+    batch: int = 20,
+    *,
+    keystore: Keystore | None = None,
 ) -> DeliveryReport:
-    """Send every message that is due; record each outcome on its row."""
+    """Send every message that is due; record each outcome on its row. Messages
+    with attachments need the keystore; without it they wait and retry."""
     sent = retrying = failed = 0
     claims = system_claims("mail-deliver")
     async with db.transaction(claims) as conn:
@@ -74,7 +102,7 @@ async def deliver_due(
         )
         due = list(await cur.fetchall())
         for row in due:
-            outcome = await _deliver_one(conn, clock, transport, row)
+            outcome = await _deliver_one(conn, clock, transport, row, keystore)
             sent += outcome == "sent"
             retrying += outcome == "pending"
             failed += outcome == "failed"
@@ -82,16 +110,21 @@ async def deliver_due(
 
 
 async def _deliver_one(
-    conn: Conn, clock: Clock, transport: Transport, row: dict[str, Any]
+    conn: Conn,
+    clock: Clock,
+    transport: Transport,
+    row: dict[str, Any],
+    keystore: Keystore | None,
 ) -> str:
-    message = Message(
-        id=row["id"],
-        to=str(row["to_address"]),
-        subject=str(row["subject"]),
-        body=str(row["body_text"] or ""),
-    )
     attempts = int(row["attempts"]) + 1
     try:
+        message = Message(
+            id=row["id"],
+            to=str(row["to_address"]),
+            subject=str(row["subject"]),
+            body=str(row["body_text"] or ""),
+            attachments=tuple(await attached.load(conn, keystore, row["id"])),
+        )
         await transport.send(message)
     except Exception as exc:
         status = "failed" if attempts >= MAX_ATTEMPTS else "pending"
@@ -118,6 +151,7 @@ async def _deliver_one(
         "body_text = null, last_error = null where id = %s",
         (attempts, clock.now(), row["id"]),
     )
+    await attached.erase(conn, row["id"])
     log.info("mail_delivered", message_id=str(row["id"]), attempts=attempts)
     return "sent"
 

@@ -2,8 +2,9 @@
 otherwise a file in `<data-dir>/mail` for local use, where the console can show it.
 
 The SMTP transport refuses to send without TLS: a message holding a one-time link
-must not cross the network in clear. The server's certificate is verified against
-the system's trust store.
+or an attached agreement must not cross the network in clear. The server's
+certificate is verified against the system's trust store. Both transports send
+the same MIME message, attachments included.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 from anyio import to_thread
 
 from perpetua.errors import ConfigError
+from perpetua.mail.attachments import Attachment
 
 DEFAULT_SENDER = "Perpetua <no-reply@localhost>"
 
@@ -32,6 +34,7 @@ class Message:
     to: str
     subject: str
     body: str
+    attachments: tuple[Attachment, ...] = ()
 
 
 class Transport(Protocol):
@@ -46,6 +49,14 @@ def build(message: Message, sender: str) -> EmailMessage:
     email["Date"] = format_datetime(dt.datetime.now(dt.UTC))
     email["Message-ID"] = make_msgid(idstring=message.id.hex)
     email.set_content(message.body)
+    for attachment in message.attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        email.add_attachment(
+            attachment.data,
+            maintype=maintype,
+            subtype=subtype,
+            filename=attachment.filename,
+        )
     return email
 
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from perpetua.access.claims import Claims
+from perpetua.access.claims import Claims, ReadCaller, SessionClaims
 from perpetua.access.permissions import Permissions
 from perpetua.db.pool import Conn, Database
 from perpetua.errors import Forbidden, NotFound
@@ -31,14 +31,17 @@ class RecordsGate:
 
     async def require(
         self,
-        claims: Claims,
+        claims: ReadCaller,
         category: str,
         action: str,
         resource_type: str,
         ids: list[uuid.UUID] | None = None,
     ) -> None:
         """Refuse early what the matrix refuses, and record the refusal. The
-        database would refuse it too; this only makes the answer clear."""
+        database would refuse it too; this only makes the answer clear. A caller
+        named by session has no role here yet: the database decides and records."""
+        if isinstance(claims, SessionClaims):
+            return
         if claims.actor_kind in ("agent", "api_token"):
             return  # scopes are checked by the database, which knows them
         if claims.purpose_of_use == "BTG" and action == "view":
@@ -65,6 +68,13 @@ class RecordsGate:
 class Fetched:
     rows: list[dict[str, Any]]
     denied: bool
+    # The practice whose keys open the rows: the one the claims named.
+    practice_id: uuid.UUID | None = None
+
+    def practice(self) -> uuid.UUID:
+        if self.practice_id is None:
+            raise NotFound("this session does not act in a practice")
+        return self.practice_id
 
     def ensure(self, expect: int | None = None) -> list[dict[str, Any]]:
         """Raise for a refusal or an absence. Call only after the transaction has
@@ -77,8 +87,9 @@ class Fetched:
 
 
 async def read(
-    db: Database, claims: Claims, sql: str, params: tuple[Any, ...]
+    db: Database, caller: ReadCaller, sql: str, params: tuple[Any, ...]
 ) -> Fetched:
     """A phi_api read with its audit event, committed in one round trip."""
-    rows, outcome = await db.read_once(claims, sql, params)
-    return Fetched(rows, denied=not rows and outcome == "denied")
+    result = await db.read_once(caller, sql, params)
+    denied = not result.rows and result.outcome == "denied"
+    return Fetched(result.rows, denied, result.practice_id)

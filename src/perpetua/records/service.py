@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from perpetua.access.claims import Claims
+from perpetua.access.claims import Claims, ReadCaller
 from perpetua.crypto.errors import NormalizationError
 from perpetua.db.pool import Conn
 from perpetua.errors import InvalidInput, NotFound
@@ -36,6 +36,13 @@ def _practice(claims: Claims) -> uuid.UUID:
     if claims.practice_id is None:
         raise NotFound("this session does not act in a practice")
     return claims.practice_id
+
+
+def _acting(caller: ReadCaller) -> None:
+    """Refuse early a caller known to act in no practice; a session the database
+    resolves is refused there (app.session_claims) for the same reason."""
+    if isinstance(caller, Claims):
+        _practice(caller)
 
 
 def _free_text(value: str | None, field: str, limit: int = 500) -> str | None:
@@ -190,9 +197,9 @@ class Records:
         )
 
     async def read_patients(
-        self, claims: Claims, ids: list[uuid.UUID], *, action: str = "view"
+        self, claims: ReadCaller, ids: list[uuid.UUID], *, action: str = "view"
     ) -> list[Patient]:
-        practice = _practice(claims)
+        _acting(claims)
         await self.gate.require(claims, "demographics", action, "patient", ids)
         fetched = await read(
             self.gate.db,
@@ -201,9 +208,9 @@ class Records:
             (ids, action),
         )
         rows = fetched.ensure(expect=len(set(ids)))
-        return [self._open_patient(practice, row) for row in rows]
+        return [self._open_patient(fetched.practice(), row) for row in rows]
 
-    async def get_patient(self, claims: Claims, patient_id: uuid.UUID) -> Patient:
+    async def get_patient(self, claims: ReadCaller, patient_id: uuid.UUID) -> Patient:
         return (await self.read_patients(claims, [patient_id]))[0]
 
     async def search_patients(
@@ -337,9 +344,9 @@ class Records:
         )
 
     async def get_appointment(
-        self, claims: Claims, appointment_id: uuid.UUID
+        self, claims: ReadCaller, appointment_id: uuid.UUID
     ) -> Appointment:
-        practice = _practice(claims)
+        _acting(claims)
         await self.gate.require(
             claims, "schedule", "view", "appointment", [appointment_id]
         )
@@ -349,11 +356,12 @@ class Records:
             "select * from phi_api.read_appointments(%s)",
             ([appointment_id],),
         )
-        return self._open_appointment(practice, fetched.ensure(expect=1)[0])
+        row = fetched.ensure(expect=1)[0]
+        return self._open_appointment(fetched.practice(), row)
 
     async def schedule(
         self,
-        claims: Claims,
+        claims: ReadCaller,
         *,
         provider_id: uuid.UUID | None,
         day: dt.date,
@@ -361,7 +369,7 @@ class Records:
         export: bool = False,
         tz: dt.tzinfo = dt.UTC,
     ) -> list[Appointment]:
-        practice = _practice(claims)
+        _acting(claims)
         if not 1 <= days <= 93:
             raise InvalidInput("a schedule covers 1 to 93 days")
         action = "export" if export else "view"
@@ -373,7 +381,8 @@ class Records:
             "select * from phi_api.schedule(%s, %s, %s, %s)",
             (provider_id, start, start + dt.timedelta(days=days), export),
         )
-        return [self._open_appointment(practice, r) for r in fetched.ensure()]
+        rows = fetched.ensure()
+        return [self._open_appointment(fetched.practice(), r) for r in rows]
 
     # -- coverage --------------------------------------------------------------------
 
@@ -424,15 +433,20 @@ class Records:
 
     async def coverages(
         self,
-        claims: Claims,
+        claims: ReadCaller,
         *,
         patient_id: uuid.UUID | None = None,
         member_id: str | None = None,
     ) -> list[Coverage]:
-        practice = _practice(claims)
+        _acting(claims)
         await self.gate.require(claims, "insurance", "view", "coverage")
         member_tag = None
         if member_id:
+            # A blind index is keyed by practice, so this search needs the
+            # practice before the read.
+            if not isinstance(claims, Claims):
+                raise InvalidInput("search by member ID needs a resolved caller")
+            practice = _practice(claims)
             try:
                 member_tag = self.vault.index.member_id(practice, member_id)
             except NormalizationError:
@@ -443,7 +457,8 @@ class Records:
             "select * from phi_api.read_coverages(%s, %s)",
             (patient_id, member_tag),
         )
-        return [self._open_coverage(practice, row) for row in fetched.ensure()]
+        rows = fetched.ensure()
+        return [self._open_coverage(fetched.practice(), row) for row in rows]
 
     def _open_coverage(self, practice: uuid.UUID, row: dict[str, Any]) -> Coverage:
         cid = row["id"]
@@ -509,13 +524,13 @@ class Records:
 
     async def calls(
         self,
-        claims: Claims,
+        claims: ReadCaller,
         *,
         ids: list[uuid.UUID] | None = None,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
     ) -> list[Call]:
-        practice = _practice(claims)
+        _acting(claims)
         await self.gate.require(claims, "calls", "view", "call", ids)
         fetched = await read(
             self.gate.db,
@@ -524,7 +539,7 @@ class Records:
             (ids, since, until),
         )
         rows = fetched.ensure(expect=len(ids) if ids else None)
-        return [self._open_call(practice, r) for r in rows]
+        return [self._open_call(fetched.practice(), r) for r in rows]
 
     def _open_call(self, practice: uuid.UUID, r: dict[str, Any]) -> Call:
         return Call(

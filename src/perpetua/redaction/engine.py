@@ -18,6 +18,7 @@ payment data, an extra marker costs a reader a few digits.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from perpetua.redaction.cards import (
@@ -32,11 +33,11 @@ from perpetua.redaction.lexicon import (
     IDENTIFIER,
     LOWER,
     NORMALISE,
+    NUMBER_OR_WORD,
     PREFILTER,
     PREFILTER_LINE_START,
     SECURITY_STEMS,
     SPEAKER_LINE,
-    TOKEN,
     TOPIC_CHANGE,
 )
 from perpetua.redaction.models import SpanKind
@@ -202,30 +203,52 @@ def digit_bound(low: str, start: int, end: int) -> int:
     Read with the precise tokens, so that amounts, times and dates ("$25.00",
     "10:30", "12/26"), which end a number and give no digits, count for nothing.
     """
-    bound = 0
-    for match in TOKEN.finditer(low, start, end):
-        kind = match.lastgroup
-        if kind == "number":
-            value = match.group()
-            if value.isdigit():
-                bound += len(value)
-        elif kind == "word":
-            bound += DIGIT_BOUND.get(match.group(), 0)
-    return bound
+    # A number token with a sign or separator ("$25", "10:30") is not all digits
+    # and, like any word that is no number word, counts for nothing.
+    words = DIGIT_BOUND
+    return sum(
+        len(token) if token.isdigit() else words.get(token, 0)
+        for token in NUMBER_OR_WORD.findall(low, start, end)
+    )
 
 
-def _regions(text: str, low: str, norm: str, cues: list[int]) -> list[tuple[int, int]]:
-    """Stretches of the text that deserve the precise reading, in order."""
+def _regions(
+    text: str,
+    spans: list[tuple[int, int]],
+    cues: list[int],
+    bound: Callable[[int, int], int],
+) -> list[tuple[int, int]]:
+    """Stretches of the text that deserve the precise reading, in order.
+
+    `spans` are the pre-filter stretches of the text and `bound(start, end)` gives
+    the most digits a stretch can hold (see `digit_bound`).
+    """
     keep: list[tuple[int, int]] = []
-    # Short stretches at a line edge: (start, end, ends a line, opens one).
-    edges: list[tuple[int, int, bool, bool]] = []
+    # Short stretches matter only together: a number ending one line and numbers
+    # opening the next lines of the same speaker label may be one card split across
+    # turns. Such stretches at a line edge are grouped by label as (start, end,
+    # ends a line); a group is kept only when its digits could add up to a card. A
+    # stretch that could be a card on its own is kept anyway, so lone edges are
+    # dropped.
+    groups: dict[str, list[tuple[int, int, bool]]] = {}
+
+    def flush(group: list[tuple[int, int, bool]]) -> None:
+        # Every token stands for at most as many digits as it has characters, so
+        # the length of the stretches rules out most groups before any reading.
+        if len(group) < 2 or sum(item[1] - item[0] for item in group) < MIN_LENGTH:
+            return
+        if sum(bound(item[0], item[1]) for item in group) >= MIN_LENGTH:
+            keep.extend((item[0], item[1]) for item in group)
+
     length = len(text)
+    find = text.find
+    rfind = text.rfind
     cue_index = 0
     cue_count = len(cues)
 
     # This loop runs for every date, time, amount and phone number of the text, so
     # each test is one C call, most expensive last, and no stretch is read here.
-    for start, end in stretches(norm):
+    for start, end in spans:
         kept = False
         if end - start >= MIN_LENGTH:
             digits = text[start:end]
@@ -234,7 +257,7 @@ def _regions(text: str, low: str, norm: str, cues: list[int]) -> list[tuple[int,
                 # account number that fails the card test needs no precise reading.
                 kept = len(digits) <= MAX_LENGTH and luhn_valid(digits)
             else:
-                kept = digit_bound(low, start, end) >= MIN_LENGTH
+                kept = bound(start, end) >= MIN_LENGTH
             if kept:
                 keep.append((start, end))
         if not kept and cue_index < cue_count:
@@ -244,41 +267,35 @@ def _regions(text: str, low: str, norm: str, cues: list[int]) -> list[tuple[int,
             if (
                 cue_index < cue_count
                 and cues[cue_index] < start
-                and digit_bound(low, start, end) >= 3
+                and bound(start, end) >= 3
             ):
                 keep.append((start, end))
-        line_end = text.find("\n", end)
-        ends_line = (length if line_end < 0 else line_end) - end <= _EDGE_TAIL
-        opens_line = start - (text.rfind("\n", 0, start) + 1) <= _EDGE_HEAD
-        if ends_line or opens_line:
-            edges.append((start, end, ends_line, opens_line))
 
-    # Short stretches matter only together: a number ending one line and numbers
-    # opening the next lines of the same speaker label may be one card split across
-    # turns. Keep a group only when its digits could add up to a card; a stretch
-    # that could be a card on its own was kept above, so lone edges are dropped.
-    groups: dict[str, list[tuple[int, int, bool, bool]]] = {}
-
-    def flush(group: list[tuple[int, int, bool, bool]]) -> None:
-        # Every token stands for at most as many digits as it has characters, so
-        # the length of the stretches rules out most groups before any reading.
-        if len(group) < 2 or sum(item[1] - item[0] for item in group) < MIN_LENGTH:
-            return
-        bounds = [digit_bound(low, item[0], item[1]) for item in group]
-        if sum(bounds) >= MIN_LENGTH:
-            keep.extend((item[0], item[1]) for item in group)
-
-    for edge in edges:
-        line = text.rfind("\n", 0, edge[0]) + 1
-        colon = text.find(":", line, min(line + 33, edge[0]))
+        # Both searches are bounded, so a long line costs no more than a short one.
+        ends_line = (
+            length - end <= _EDGE_TAIL or find("\n", end, end + _EDGE_TAIL + 1) >= 0
+        )
+        opens_line = (
+            start <= _EDGE_HEAD or rfind("\n", start - _EDGE_HEAD - 1, start) >= 0
+        )
+        if not (ends_line or opens_line):
+            continue
+        line = rfind("\n", 0, start) + 1
+        colon = find(":", line, min(line + 33, start))
         label = text[line:colon] if colon >= 0 else ""
         group = groups.get(label)
-        if group and group[-1][2] and edge[3] and edge[0] - group[-1][1] <= _JOIN_REACH:
-            group.append(edge)
+        if (
+            group
+            and group[-1][2]
+            and opens_line
+            and start - group[-1][1] <= _JOIN_REACH
+        ):
+            group.append((start, end, ends_line))
             continue
         if group:
             flush(group)
-        groups[label] = [edge]
+        groups[label] = [(start, end, ends_line)]
+
     for group in groups.values():
         flush(group)
     return sorted(set(keep))
@@ -302,6 +319,27 @@ class _Scan:
         self.marks: dict[tuple[int, int], SpanKind] = {}
         self.cards: list[tuple[str, int, int]] = []
         self.segments: list[_Segment] = []
+        # The pre-filter runs once per text; read-backs look the stretches up again
+        # instead of scanning, and every stretch is bounded and read at most once.
+        self.spans = stretches(self.norm)
+        self._bounds: dict[tuple[int, int], int] = {}
+        self._read: dict[tuple[int, int], list[_Segment]] = {}
+
+    def bound(self, start: int, end: int) -> int:
+        key = (start, end)
+        found = self._bounds.get(key)
+        if found is None:
+            found = self._bounds[key] = digit_bound(self.low, start, end)
+        return found
+
+    def read(self, start: int, end: int) -> tuple[list[_Segment], bool]:
+        """The segments of one stretch, and whether it was read before."""
+        key = (start, end)
+        found = self._read.get(key)
+        if found is not None:
+            return found, True
+        found = self._read[key] = _segments(self.low, start, end)
+        return found, False
 
     def mark(self, pieces: list[Piece], kind: SpanKind) -> None:
         for piece in pieces:
@@ -325,10 +363,14 @@ class _Scan:
         return len(head.split()) <= _MAX_HEAD_WORDS
 
     def can_join(self, before: _Segment, after: _Segment, speaker: str | None) -> bool:
+        """Whether `after` continues the number `before` ended, one turn later."""
+        # Cheapest test first: most pairs are too far apart or on one line.
         lines = self.text.count("\n", before.end, after.start)
         if lines == 0 or lines > _MAX_LINES_BETWEEN:
             return False
         if speaker is None and lines != 1:
+            return False
+        if not self.is_turn_end(before) or not self.is_turn_start(after):
             return False
         # A question about another number in between ("and your member ID?", "and
         # the security code?") means the next digits answer it, not the card.
@@ -336,23 +378,18 @@ class _Scan:
 
     def chains(self) -> list[list[_Segment]]:
         chains: list[list[_Segment]] = []
-        open_chains: dict[str | None, list[_Segment]] = {}
+        # The chain holding each speaker's latest number, which the next number of
+        # that speaker may continue.
+        latest: dict[str | None, list[_Segment]] = {}
         for segment in self.segments:
             speaker = self.layout.speaker(segment.start)
-            chain = open_chains.get(speaker)
-            if (
-                chain is not None
-                and self.is_turn_start(segment)
-                and self.can_join(chain[-1], segment, speaker)
-            ):
+            chain = latest.get(speaker)
+            if chain is not None and self.can_join(chain[-1], segment, speaker):
                 chain.append(segment)
             else:
                 chain = [segment]
                 chains.append(chain)
-            if self.is_turn_end(segment):
-                open_chains[speaker] = chain
-            else:
-                open_chains.pop(speaker, None)
+            latest[speaker] = chain
         return chains
 
     # -- context ----------------------------------------------------------------
@@ -447,9 +484,9 @@ class _Scan:
             self.mark(tail, SpanKind.SECURITY_CODE)
 
     def find_security_code(self, segment: _Segment) -> None:
-        if any(self.is_marked(piece) for piece in segment.pieces):
-            return
         if not self.cues or not _cue_before(self.cues, segment.start):
+            return
+        if any(self.is_marked(piece) for piece in segment.pieces):
             return
         count = sum(len(piece.digits) for piece in segment.pieces)
         if 3 <= count <= 4 and self.asked_for_security_code(segment.start):
@@ -468,12 +505,19 @@ class _Scan:
             for _ in range(3):
                 if region_end < len(self.text):
                     region_end = layout.line_end(region_end + 1)
-            for first, last in stretches(self.norm, region_start, region_end + 1):
+            # Stretches never cross a line, so those of the region are a run of the
+            # text's stretches.
+            index = bisect_left(self.spans, (region_start, -1))
+            while index < len(self.spans) and self.spans[index][0] <= region_end:
+                first, last = self.spans[index]
+                index += 1
                 # A read-back is four or more digits: shorter stretches need no look.
-                if digit_bound(self.low, first, last) < 4:
+                if self.bound(first, last) < 4:
                     continue
-                for segment in _segments(self.low, first, last):
-                    extra.append(segment)
+                segments, seen = self.read(first, last)
+                for segment in segments:
+                    if not seen:
+                        extra.append(segment)
                     self.mark_substrings(segment.pieces, digits)
         return extra
 
@@ -514,8 +558,8 @@ class _Scan:
         return _merge(hits)
 
     def run(self) -> list[Hit]:
-        for start, end in _regions(self.text, self.low, self.norm, self.cues):
-            self.segments.extend(_segments(self.low, start, end))
+        for start, end in _regions(self.text, self.spans, self.cues, self.bound):
+            self.segments.extend(self.read(start, end)[0])
         if not self.segments:
             return []
 

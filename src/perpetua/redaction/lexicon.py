@@ -99,12 +99,18 @@ def _alternation(words: frozenset[str] | dict[str, int]) -> str:
 # or a decimal (98.6), which ends a run; a word; a pause mark that keeps "forty" and
 # "two" apart; a line break or any other symbol, which ends a run. Spaces, dashes and
 # brackets separate tokens without ending anything.
+_NUMBER = r"\$?[0-9]+(?:[.,:/][0-9]+)*"
+_WORD = r"[a-z0-9']+"
 TOKEN = re.compile(
-    r"(?P<number>\$?[0-9]+(?:[.,:/][0-9]+)*)"
-    r"|(?P<word>[a-z0-9']+)"
+    rf"(?P<number>{_NUMBER})"
+    rf"|(?P<word>{_WORD})"
     r"|(?P<mark>[,.;?])"
     r"|(?P<stop>[^ \t\r\-()\"])"
 )
+# The number and word tokens alone. A mark or stop is one character that starts
+# neither, so this splits numbers and words exactly where TOKEN does; it serves
+# the digit count of a stretch, which needs only the token texts.
+NUMBER_OR_WORD = re.compile(f"{_NUMBER}|{_WORD}")
 
 # Context words, nearest one before a number wins. Order matters inside each group:
 # "insurance card" must be read as an identifier before "card" alone is read as

@@ -8,7 +8,8 @@ range it came from, so that the engine can test any consecutive pieces as a card
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from typing import Final, NamedTuple
 
 from perpetua.redaction.lexicon import (
     FILLERS,
@@ -23,10 +24,13 @@ from perpetua.redaction.lexicon import (
 )
 
 _ZERO_WORDS = frozenset({"zero", "oh", "o", "nought"})
+# Characters the tokens of the precise reading skip without ending a number.
+_DIGIT_GROUPS = re.compile(r"[0-9]+(?:[ \t\r\-()\"]+[0-9]+)*")
+_DIGIT_RUN = re.compile(r"[0-9]+")
+_UNIT_DIGITS = {word: str(value) for word, value in UNITS.items()}
 
 
-@dataclass(frozen=True, slots=True)
-class Piece:
+class Piece(NamedTuple):
     """Digits said as one unit ("42" for "forty two") and where they were said."""
 
     digits: str
@@ -34,56 +38,67 @@ class Piece:
     end: int
 
 
-@dataclass(slots=True)
-class _Token:
-    word: str  # lower-case word, or the digit string itself
-    is_digits: bool
-    start: int
-    end: int
-    # A comma, full stop or filler before this token: "forty, two" is 40 then 2.
-    pause: bool
-    joined_by_and: bool
+# One number token of a run, as a plain tuple because runs are read by the thousand:
+# (word or digit string, is a digit string, start, end, pause before it, "and"
+# before it). A pause is a comma, full stop or filler: "forty, two" is 40 then 2.
+_Token = tuple[str, bool, int, int, bool, bool]
+_WORD: Final = 0
+_IS_DIGITS: Final = 1
+_START: Final = 2
+_END: Final = 3
+_PAUSE: Final = 4
+_AND: Final = 5
 
 
 def _chunks(low: str, start: int, end: int) -> list[list[_Token]]:
     """Number tokens of low[start:end], cut wherever a word or symbol ends a run."""
-    chunks: list[list[_Token]] = [[]]
+    chunks: list[list[_Token]] = []
+    current: list[_Token] = []
     pause = False
     joined_by_and = False
     for match in TOKEN.finditer(low, start, end):
         kind = match.lastgroup
-        value = match.group()
         if kind == "mark":
             pause = True
             continue
-        if kind == "word" and value in FILLERS:
-            if value == "and":
-                joined_by_and = True
-            else:
-                pause = True
-            continue
-        is_digits = kind == "number" and value.isdigit()
-        if is_digits or (kind == "word" and value in NUMBER_WORDS):
-            token = _Token(
-                value, is_digits, match.start(), match.end(), pause, joined_by_and
+        value = match[0]
+        if kind == "word":
+            if value in FILLERS:
+                if value == "and":
+                    joined_by_and = True
+                else:
+                    pause = True
+                continue
+            if value in NUMBER_WORDS:
+                current.append(
+                    (value, False, match.start(), match.end(), pause, joined_by_and)
+                )
+                pause = joined_by_and = False
+                continue
+        elif kind == "number" and value.isdigit():
+            current.append(
+                (value, True, match.start(), match.end(), pause, joined_by_and)
             )
-            chunks[-1].append(token)
-        elif chunks[-1]:
-            # An amount, a time, a real word or a symbol: the number has ended.
-            chunks.append([])
-        pause = False
-        joined_by_and = False
-    return [chunk for chunk in chunks if chunk]
+            pause = joined_by_and = False
+            continue
+        # An amount, a time, a real word or a symbol: the number has ended.
+        if current:
+            chunks.append(current)
+            current = []
+        pause = joined_by_and = False
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def _is_single_digit(token: _Token) -> bool:
-    if token.is_digits:
-        return len(token.word) == 1
-    return token.word in UNITS
+    if token[_IS_DIGITS]:
+        return len(token[_WORD]) == 1
+    return token[_WORD] in UNITS
 
 
 def _digit_of(token: _Token) -> str:
-    return token.word if token.is_digits else str(UNITS[token.word])
+    return token[_WORD] if token[_IS_DIGITS] else str(UNITS[token[_WORD]])
 
 
 class _Reader:
@@ -94,12 +109,12 @@ class _Reader:
         self.segments: list[list[Piece]] = [[]]
 
     def word(self, index: int) -> str | None:
-        if index >= len(self.tokens) or self.tokens[index].is_digits:
+        if index >= len(self.tokens) or self.tokens[index][_IS_DIGITS]:
             return None
-        return self.tokens[index].word
+        return self.tokens[index][_WORD]
 
     def emit(self, digits: str, first: int, last: int) -> None:
-        piece = Piece(digits, self.tokens[first].start, self.tokens[last].end)
+        piece = Piece(digits, self.tokens[first][_START], self.tokens[last][_END])
         self.segments[-1].append(piece)
 
     def split(self) -> None:
@@ -111,16 +126,14 @@ class _Reader:
         if word in TENS:
             value = TENS[word]
             unit = self.word(index + 1)
-            follower = index + 1 < len(self.tokens) and self.tokens[index + 1]
             # "forty two" is 42, but "forty, two" and "forty oh" are not.
             # Limitation: a caller who means 4-0-2 and says "forty two" without a
             # pause is read as 42; see docs/redaction.md.
             if (
-                follower
-                and not follower.pause
-                and not follower.joined_by_and
-                and unit in UNITS
+                unit in UNITS
                 and unit not in _ZERO_WORDS
+                and not self.tokens[index + 1][_PAUSE]
+                and not self.tokens[index + 1][_AND]
             ):
                 return value + UNITS[unit], index + 2
             return value, index + 1
@@ -131,7 +144,7 @@ class _Reader:
         return None
 
     def quiet(self, index: int) -> bool:
-        return index < len(self.tokens) and not self.tokens[index].pause
+        return index < len(self.tokens) and not self.tokens[index][_PAUSE]
 
     def hundreds(self, index: int) -> tuple[int, int] | None:
         first = self.below_hundred(index)
@@ -167,23 +180,32 @@ class _Reader:
 
     def read(self) -> list[list[Piece]]:
         tokens = self.tokens
+        count = len(tokens)
         index = 0
-        while index < len(tokens):
-            token = tokens[index]
-            if token.is_digits:
-                self.emit(token.word, index, index)
+        while index < count:
+            word, is_digits, start, end, pause, _ = tokens[index]
+            if is_digits:
+                self.segments[-1].append(Piece(word, start, end))
                 index += 1
                 continue
 
-            word = token.word
+            if word in UNITS and (
+                index + 1 == count or tokens[index + 1][_WORD] not in SCALES
+            ):
+                # The common case, one digit said as a word, read without the
+                # compound-number walk below (which would give the same digit).
+                self.segments[-1].append(Piece(_UNIT_DIGITS[word], start, end))
+                index += 1
+                continue
+
             if word in SOUND_ALIKES:
                 # Only a digit when sandwiched between digits: "four two for two".
                 sandwiched = (
-                    0 < index < len(tokens) - 1
+                    0 < index < count - 1
                     and _is_single_digit(tokens[index - 1])
                     and _is_single_digit(tokens[index + 1])
-                    and not token.pause
-                    and not tokens[index + 1].pause
+                    and not pause
+                    and not tokens[index + 1][_PAUSE]
                 )
                 if sandwiched:
                     self.emit(str(SOUND_ALIKES[word]), index, index)
@@ -194,7 +216,7 @@ class _Reader:
 
             if word in REPEATS:
                 nxt = index + 1
-                if nxt < len(tokens) and _is_single_digit(tokens[nxt]):
+                if nxt < count and _is_single_digit(tokens[nxt]):
                     self.emit(_digit_of(tokens[nxt]) * REPEATS[word], index, nxt)
                     index += 2
                 else:
@@ -223,6 +245,16 @@ def read_pieces(low: str, start: int, end: int) -> list[list[Piece]]:
     `low` is the text with ASCII letters lower-cased and every other code point kept
     as one character, so offsets are those of the original text.
     """
+    if _DIGIT_GROUPS.fullmatch(low, start, end):
+        # Groups of digits with only spaces, dashes or brackets between them, the
+        # commonest written number, are one run with one piece per group: the
+        # token walk below would find exactly these.
+        return [
+            [
+                Piece(match[0], match.start(), match.end())
+                for match in _DIGIT_RUN.finditer(low, start, end)
+            ]
+        ]
     segments: list[list[Piece]] = []
     for chunk in _chunks(low, start, end):
         segments.extend(_Reader(chunk).read())

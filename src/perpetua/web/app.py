@@ -15,23 +15,39 @@ from fastapi.templating import Jinja2Templates
 
 from perpetua import __version__
 from perpetua.access.permissions import load_permissions
-from perpetua.api import contracts_routes, identity_routes, records_routes, v1
+from perpetua.api import (
+    audit_routes,
+    calls_routes,
+    contracts_routes,
+    identity_routes,
+    incidents_routes,
+    records_routes,
+    v1,
+)
 from perpetua.audit.sealing import Sealer
+from perpetua.blobs import BlobStore
+from perpetua.calls import retention as call_retention
+from perpetua.calls.service import Calls
 from perpetua.clock import Clock
 from perpetua.config import Settings
 from perpetua.db.pool import Database
 from perpetua.identity import secret_box
 from perpetua.identity.sessions import SessionPolicy, purge_ended_sessions
+from perpetua.incidents.overdue import escalate_overdue
 from perpetua.jobs.runner import Job, JobRunner
 from perpetua.mail.outbox import deliver_due
 from perpetua.mail.transport import transport_for
+from perpetua.monitoring import runner as monitoring
 from perpetua.records.gate import RecordsGate
 from perpetua.records.service import Records
 from perpetua.records.vault import Vault
 from perpetua.web import (
     console,
+    console_audit,
+    console_calls,
     console_contracts,
     console_identity,
+    console_incidents,
     console_records,
     health,
 )
@@ -47,6 +63,25 @@ def background_jobs(svc: Services) -> list[Job]:
     return [
         Job("audit.seal", 5, sealer.run),
         Job(
+            "calls.retention_sweep",
+            3600,
+            lambda: call_retention.run_job(svc.db, svc.settings, svc.clock),
+        ),
+        Job(
+            "monitor.detect",
+            monitoring.DEFAULT_EVERY_SECONDS,
+            lambda: monitoring.run_tick(
+                svc.db,
+                svc.clock,
+                indexer=svc.records.vault.index if svc.records else None,
+            ),
+        ),
+        Job(
+            "incidents.escalate_overdue",
+            60,
+            lambda: escalate_overdue(svc.db, svc.clock, svc.settings.origin),
+        ),
+        Job(
             "sessions.purge_ended",
             600,
             lambda: purge_ended_sessions(svc.db, svc.clock),
@@ -58,6 +93,8 @@ def background_jobs(svc: Services) -> list[Job]:
                 svc.db,
                 svc.clock,
                 transport_for(svc.settings.smtp_url, svc.settings.data_dir),
+                # Attachments are encrypted under the practices' document keys.
+                keystore=Vault.open(svc.settings.data_dir).keystore,
             ),
         ),
     ]
@@ -89,6 +126,13 @@ def create_app(
         await db.open()
         permissions = await load_permissions(db)
         svc.records = Records(RecordsGate(db, permissions), vault)
+        _app.state.calls = Calls(
+            db,
+            svc.records.gate,
+            vault,
+            BlobStore.open(settings, vault.keystore, db),
+            svc.clock,
+        )
         runner.start()
         try:
             yield
@@ -113,12 +157,19 @@ def create_app(
     app.include_router(v1.router)
     app.include_router(identity_routes.router)
     app.include_router(records_routes.exports)
+    # Before the records routes: /calls/log must not be read as /calls/{id}.
+    app.include_router(calls_routes.router)
     app.include_router(records_routes.router)
     app.include_router(contracts_routes.router)
+    app.include_router(incidents_routes.router)
+    app.include_router(audit_routes.router)
+    app.include_router(console_audit.router)
     app.include_router(console.router)
     app.include_router(console_identity.router)
     app.include_router(console_records.router)
+    app.include_router(console_calls.router)
     app.include_router(console_contracts.router)
+    app.include_router(console_incidents.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     # Added innermost first: the last-resort handler sits inside the security
     # headers, so even an unexpected failure is answered with them.

@@ -16,6 +16,8 @@ from perpetua.errors import (
 )
 from perpetua.identity import mfa
 from perpetua.identity.sessions import Principal, end_session
+from perpetua.incidents import service as incidents
+from perpetua.incidents.models import overdue_clocks
 from perpetua.practices import service as practices
 from perpetua.web import flows
 from perpetua.web.context import (
@@ -188,11 +190,19 @@ async def dashboard(request: Request, welcome: int = 0) -> Response:
         principal.claims(request_id(request), ip=client_ip(request))
     ) as conn:
         has_factor = await mfa.has_second_factor(conn, principal.user_id)
+    # An overdue breach-notification clock is shown where owners and managers
+    # land, not only on the incident pages.
+    alarm = []
+    if principal.role in ("owner", "manager") and not principal.is_staff:
+        claims = principal.claims(request_id(request), ip=client_ip(request))
+        open_incidents = await incidents.list_incidents(svc.db, claims)
+        alarm = overdue_clocks(open_incidents, svc.clock.now())
     return page(
         request,
         "dashboard.html",
         welcome=bool(welcome),
         suggest_mfa=not has_factor,
+        incident_alarm=alarm,
         **context,
     )
 

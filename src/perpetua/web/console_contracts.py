@@ -1,6 +1,8 @@
 """Console pages for the Business Associate Agreement: the review page with the full
-text and, for an owner, the signing form; the signatures already made; and the
-download of an executed PDF.
+text and, for an owner, the signing form (again when a new version is released);
+every executed version with its PDF; and termination: the owner's confirmation
+form, the export key shown once, the encrypted export and the certificate of
+destruction.
 
 Each handler calls the same contracts-service method as its API twin, so the
 console and the API cannot disagree; the database refuses a signature from anyone
@@ -14,13 +16,14 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Form, Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 
-from perpetua.api.contracts_routes import contracts
+from perpetua.api.contracts_routes import contracts, terminations
 from perpetua.contracts.agreements import Agreement
-from perpetua.contracts.service import SignRequest
+from perpetua.contracts.service import SignRequest, pdf_filename
 from perpetua.errors import NotAuthenticated, PerpetuaError, SessionExpired
 from perpetua.identity.sessions import Principal
+from perpetua.termination.service import CERTIFICATE_FILENAME, TerminationRequest
 from perpetua.web.claims import request_claims
 from perpetua.web.console import page
 from perpetua.web.context import SESSION_COOKIE, console_principal
@@ -141,8 +144,126 @@ async def executed_pdf(request: Request, signature_id: uuid.UUID) -> Response:
         document,
         media_type="application/pdf",
         headers={
-            "content-disposition": (
-                f'attachment; filename="baa-{signature.version}.pdf"'
-            ),
+            "content-disposition": f'attachment; filename="{pdf_filename(signature)}"',
+        },
+    )
+
+
+# Termination
+
+# Refusals that a fresh password or second factor resolves; the page links to it.
+_CONFIRM_FIRST = ("reauthentication_required", "fresh_second_factor_required")
+
+
+async def _terminate_page(
+    request: Request,
+    principal: Principal,
+    http_status: int = 200,
+    *,
+    error: str | None = None,
+    confirm_first: bool = False,
+) -> Response:
+    status = await contracts(request).status(request_claims(request, principal))
+    return page(
+        request,
+        "contracts_terminate.html",
+        http_status,
+        principal=principal,
+        status=status,
+        practice_name=await _practice_name(request, principal),
+        error=error,
+        confirm_first=confirm_first,
+        done=None,
+        export_key=None,
+    )
+
+
+async def _practice_name(request: Request, principal: Principal) -> str:
+    claims = request_claims(request, principal)
+    async with contracts(request).db.transaction(claims) as conn:
+        cur = await conn.execute(
+            "select name from app.practices where id = %s", (principal.practice_id,)
+        )
+        row = await cur.fetchone()
+    return str(row["name"]) if row else ""
+
+
+@router.get("/agreement/terminate")
+async def terminate_form(request: Request) -> Response:
+    principal = await _principal(request)
+    if isinstance(principal, Response):
+        return principal
+    return await _terminate_page(request, principal)
+
+
+@router.post("/agreement/terminate")
+async def terminate(
+    request: Request,
+    confirmation: str = Form(""),
+    passphrase: str = Form(""),
+    csrf: str = Form("", alias="csrf_token"),
+) -> Response:
+    check_csrf(request, csrf)
+    principal = await _principal(request)
+    if isinstance(principal, Response):
+        return principal
+    try:
+        done = await terminations(request).terminate(
+            principal,
+            request_claims(request, principal),
+            TerminationRequest(confirmation, passphrase or None),
+        )
+    except PerpetuaError as exc:
+        # Neither the typed name nor the passphrase is ever sent back.
+        return await _terminate_page(
+            request,
+            principal,
+            exc.status,
+            error=exc.detail,
+            confirm_first=exc.code in _CONFIRM_FIRST,
+        )
+    status = await contracts(request).status(request_claims(request, principal))
+    # The random key is on this no-store page once, and nowhere else.
+    return page(
+        request,
+        "contracts_terminate.html",
+        principal=principal,
+        status=status,
+        practice_name="",
+        error=None,
+        confirm_first=False,
+        done=done.termination,
+        export_key=done.export_key,
+    )
+
+
+@router.get("/agreement/termination/export")
+async def termination_export(request: Request) -> Response:
+    principal = await _principal(request)
+    if isinstance(principal, Response):
+        return principal
+    found, path = await terminations(request).export_file(
+        request_claims(request, principal)
+    )
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        filename=f"perpetua-export-{found.export_id}.ppex",
+    )
+
+
+@router.get("/agreement/termination/certificate.pdf")
+async def termination_certificate(request: Request) -> Response:
+    principal = await _principal(request)
+    if isinstance(principal, Response):
+        return principal
+    _found, document = await terminations(request).certificate_pdf(
+        request_claims(request, principal)
+    )
+    return Response(
+        document,
+        media_type="application/pdf",
+        headers={
+            "content-disposition": f'attachment; filename="{CERTIFICATE_FILENAME}"'
         },
     )

@@ -46,6 +46,7 @@ from perpetua.records import service as records
 from perpetua.records.models import Appointment, Patient
 from perpetua.records.service import STATUSES, Records
 from perpetua.redaction.errors import CardNumberInText
+from perpetua.termination.state import locked_reason
 from perpetua.web.claims import request_claims
 from perpetua.web.console import page
 from perpetua.web.context import (
@@ -149,7 +150,8 @@ async def _desk(request: Request) -> Desk | Response:
     # Without a BAA in force the database refuses all PHI work; say so up front.
     claims = principal.claims(request_id(request), ip=client_ip(request))
     if not await baa_in_force(svc.db, claims):
-        return _render(request, desk, "records_locked.html", reason=LOCKED)
+        reason = await locked_reason(svc.db, claims, LOCKED)
+        return _render(request, desk, "records_locked.html", reason=reason)
     return desk
 
 

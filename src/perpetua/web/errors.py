@@ -21,6 +21,7 @@ from starlette.responses import (
 )
 from starlette.types import Message, Receive, Scope, Send
 
+from perpetua.crypto.errors import KeyDestroyed
 from perpetua.errors import PerpetuaError
 from perpetua.observability.logging import get_logger
 
@@ -130,8 +131,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return render_error(request, exc.status_code, code, title)
 
 
+async def _key_destroyed(request: Request, exc: Exception) -> Response:
+    # A write sealed under a destroyed key: the practice's data was crypto-shredded
+    # (its BAA terminated, or a retention bucket swept). Gone, not a server fault.
+    return render_error(
+        request,
+        410,
+        "data_keys_destroyed",
+        "The encryption keys for this data were destroyed; it can no longer be "
+        "written or read",
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PerpetuaError, _domain_error)
+    app.add_exception_handler(KeyDestroyed, _key_destroyed)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 

@@ -27,7 +27,11 @@ from perpetua.audit.offline_verify import (
     verify_archive,
     write_archive,
 )
-from perpetua.audit.sealing import event_from_row, open_keystore, signer_for
+from perpetua.audit.sealing import (
+    event_from_row_v2,
+    open_keystore,
+    signer_for,
+)
 from perpetua.cli import audit_commands
 from perpetua.cli.audit_commands import verify_archive_file, verify_database
 from perpetua.crypto.keystore import DataClass, Keystore
@@ -191,7 +195,7 @@ def test_altered_event_with_rewritten_leaf_is_caught_by_the_signed_root(
             (event_id, occurred_at),
         ).fetchone()
     leaf = leaf_hash(
-        encode_event(event_from_row(sealed_world.practice_id, index, full))
+        encode_event(event_from_row_v2(sealed_world.practice_id, index, full))
     )
     with admin_connection(target) as conn, conn.transaction():
         conn.execute("alter table audit.sealed disable trigger user")
@@ -302,7 +306,7 @@ def test_database_export_verifies_offline(sealed_world, target, keystore, capsys
             practice_id=practice_id,
             origin=origin,
             verifier_key=vkey,
-            events=[event_from_row(practice_id, r["leaf_index"], r) for r in rows],
+            events=[event_from_row_v2(practice_id, r["leaf_index"], r) for r in rows],
             checkpoints=notes,
         )
 

@@ -25,6 +25,8 @@ PUBLIC = {
     ("POST", "/api/v1/password/resets"),
     ("POST", "/api/v1/staff/enrolment"),
     ("POST", "/api/v1/invitations/acceptance"),
+    # Telephony: authenticated by the provider's request signature, not a session.
+    ("POST", "/api/v1/telephony/twilio/{practice_id}/voice"),
     ("GET", "/signup"),
     ("POST", "/signup"),
     ("GET", "/signin"),

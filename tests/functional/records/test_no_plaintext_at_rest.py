@@ -1,6 +1,7 @@
 """After `perpetua demo`, a plain pg_dump holds none of the sample patients' names,
 phones or member IDs, and neither does any file in the data directory: not the
-database's own files, not its write-ahead log, not the key store."""
+database's own files, not its write-ahead log, not the key store, not the blob
+store, and not an encrypted backup made with `perpetua backup create`."""
 
 from __future__ import annotations
 
@@ -72,6 +73,11 @@ def test_demo_data_is_unreadable_in_a_dump_and_on_disk():
     assert int(count) == 200  # the data is there; it is just not readable
     for needle in needles:
         assert needle not in dump, needle
+
+    backup = perpetua("backup", "create", data_dir=data_dir)
+    assert backup.returncode == 0, backup.stderr
+    backup_id = backup.stdout.split()[1].rstrip(":")
+    assert (data_dir / "backups" / backup_id / "dump.ppsb").stat().st_size > 0
 
     for root, _dirs, files in os.walk(data_dir):
         for name in files:

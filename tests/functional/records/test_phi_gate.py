@@ -19,6 +19,10 @@ PHI_TABLES = (
     "calls",
     "clinical_documents",
     "break_glass_grants",
+    "blob_objects",
+    "deletion_certificates",
+    "call_media",
+    "call_holds",
 )
 
 

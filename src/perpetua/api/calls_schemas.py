@@ -1,0 +1,115 @@
+"""Bodies of the calls API: uploads from telephony integrations, the call log,
+transcripts, legal holds and the practice's retention settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CallUploadIn(Strict):
+    direction: Literal["inbound", "outbound"]
+    started_at: dt.datetime
+    duration_seconds: int = Field(default=0, ge=0, le=86400)
+    caller_number: str | None = Field(default=None, max_length=40)
+    recording_base64: str | None = Field(
+        default=None,
+        description="The recording (WAV, MP3 or OGG), base64; told apart by its "
+        "first bytes, not by any name.",
+    )
+    transcript: str | dict[str, Any] | list[Any] | None = Field(
+        default=None,
+        description="Plain text with one `Speaker: words` turn per line, or JSON "
+        "turns with optional word timings (`speaker`, `text`, `words`: `text`, "
+        "`start`, `end` in seconds).",
+    )
+
+
+class IngestedOut(BaseModel):
+    call_id: uuid.UUID
+    patient_id: uuid.UUID | None
+    recording_stored: bool
+    transcript_stored: bool
+    redactions: int = Field(description="Card numbers and security codes removed.")
+    silenced: bool = Field(description="Whether audio spans were silenced.")
+    not_stored: list[str]
+
+
+class CallSummaryOut(BaseModel):
+    id: uuid.UUID
+    direction: str
+    caller_number: str | None
+    started_at: dt.datetime
+    duration_seconds: int
+    patient_id: uuid.UUID | None
+    has_recording: bool
+    has_transcript: bool
+    on_hold: bool
+
+
+class StoredMediaOut(BaseModel):
+    kind: str
+    content_type: str
+    redactions: int
+    silenced: bool
+    stored_at: dt.datetime
+    deleted_at: dt.datetime | None
+    certificate_id: uuid.UUID | None
+
+
+class HoldOut(BaseModel):
+    placed_at: dt.datetime
+    reason: str
+
+
+class CallDetailOut(BaseModel):
+    call: CallSummaryOut
+    media: list[StoredMediaOut]
+    hold: HoldOut | None
+
+
+class WordOut(BaseModel):
+    text: str
+    start: float
+    end: float
+
+
+class TurnOut(BaseModel):
+    speaker: str | None
+    text: str
+    words: list[WordOut]
+
+
+class TranscriptOut(BaseModel):
+    call_id: uuid.UUID
+    turns: list[TurnOut]
+
+
+class LegalHoldIn(Strict):
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class CallSettingsIn(Strict):
+    recording_retention_days: int = Field(ge=0, le=3650)
+    transcript_retention_days: int = Field(ge=0, le=3650)
+    twilio_account_sid: str | None = Field(default=None, max_length=34)
+    twilio_auth_token: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Omit to keep the stored token; an empty string removes it.",
+    )
+
+
+class CallSettingsOut(BaseModel):
+    recording_retention_days: int
+    transcript_retention_days: int
+    twilio_account_sid: str | None
+    twilio_configured: bool
+    updated_at: dt.datetime | None

@@ -1,0 +1,85 @@
+"""Shared steps of the BAA tests: the signing body, one run of the mail delivery
+job into a folder, and the messages it wrote."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import functools
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from starlette.testclient import TestClient
+from tests.support.factories import sign_up
+from tests.support.world import World, execute_baa
+
+from perpetua.contracts.agreements import Agreement, current
+from perpetua.mail.outbox import DeliveryReport, deliver_due
+from perpetua.mail.transport import FolderTransport
+from perpetua.records.vault import Vault
+
+
+def sign_body(agreement: Agreement | None = None, **overrides: Any) -> dict[str, Any]:
+    agreement = agreement or current()
+    body: dict[str, Any] = {
+        "full_name": "Owner Testperson",
+        "title": "Practice owner",
+        "consent": True,
+        "version": agreement.version,
+        "document_sha256": agreement.sha256,
+    }
+    body.update(overrides)
+    return body
+
+
+def owner_only(client: TestClient, target: Any, *, baa: bool = False) -> World:
+    """A practice with its owner alone: enough where no other role is involved,
+    and much cheaper than a whole world (no further sign-ins)."""
+    signed = sign_up(client)
+    world = World(client, signed["practice"]["id"])
+    world.headers["owner"] = signed["auth"]
+    world.user_ids["owner"] = signed["user_id"]
+    if baa:
+        execute_baa(target, world.practice_id)
+    return world
+
+
+def deliver(
+    client: TestClient, folder: Path, *, with_keys: bool = True
+) -> DeliveryReport:
+    """One run of the `mail.deliver` job on the application's loop."""
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    keystore = Vault.open(svc.settings.data_dir).keystore if with_keys else None
+    assert client.portal is not None
+    return client.portal.call(
+        functools.partial(
+            deliver_due,
+            svc.db,
+            svc.clock,
+            FolderTransport(folder),
+            keystore=keystore,
+        )
+    )
+
+
+def delivered(folder: Path) -> list[EmailMessage]:
+    messages = []
+    for path in sorted(folder.glob("*.eml")):
+        parsed = email.message_from_bytes(
+            path.read_bytes(), policy=email.policy.default
+        )
+        assert isinstance(parsed, EmailMessage)
+        messages.append(parsed)
+    return messages
+
+
+def pdf_attachments(message: EmailMessage) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    for part in message.iter_attachments():
+        assert isinstance(part, EmailMessage)
+        if part.get_content_type() == "application/pdf":
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            found[str(part.get_filename())] = payload
+    return found
