@@ -20,6 +20,7 @@ from perpetua.incidents import service as incidents
 from perpetua.incidents.models import overdue_clocks
 from perpetua.practices import service as practices
 from perpetua.web import flows
+from perpetua.web.console_gate import member_or_signin, to_signin
 from perpetua.web.context import (
     SESSION_COOKIE,
     client_ip,
@@ -57,13 +58,6 @@ async def _principal_or_none(request: Request) -> Principal | None:
         return await console_principal(request)
     except (NotAuthenticated, SessionExpired):
         return None
-
-
-def _to_signin(expired: bool = False) -> Response:
-    target = "/signin?ended=1" if expired else "/signin"
-    response = RedirectResponse(target, status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True)
-    return response
 
 
 @router.get("/")
@@ -149,7 +143,7 @@ async def signout(
     if principal:
         svc = services(request)
         await end_session(svc.db, svc.clock, principal)
-    return _to_signin()
+    return to_signin()
 
 
 async def _practice_context(request: Request, principal: Principal) -> dict[str, Any]:
@@ -175,12 +169,9 @@ async def _practice_context(request: Request, principal: Principal) -> dict[str,
 
 @router.get("/dashboard")
 async def dashboard(request: Request, welcome: int = 0) -> Response:
-    try:
-        principal = await console_principal(request)
-    except SessionExpired:
-        return _to_signin(expired=True)
-    except NotAuthenticated:
-        return _to_signin()
+    principal = await member_or_signin(request)
+    if isinstance(principal, Response):
+        return principal
     context = await _practice_context(request, principal)
 
     # MFA is encouraged where the practice does not require it: the dashboard
@@ -209,12 +200,9 @@ async def dashboard(request: Request, welcome: int = 0) -> Response:
 
 @router.get("/settings/practice")
 async def practice_settings(request: Request, saved: int = 0) -> Response:
-    try:
-        principal = await console_principal(request)
-    except SessionExpired:
-        return _to_signin(expired=True)
-    except NotAuthenticated:
-        return _to_signin()
+    principal = await member_or_signin(request)
+    if isinstance(principal, Response):
+        return principal
     context = await _practice_context(request, principal)
     return page(request, "practice_settings.html", saved=bool(saved), **context)
 
@@ -226,12 +214,9 @@ async def practice_settings_submit(
     csrf: str = Form("", alias="csrf_token"),
 ) -> Response:
     check_csrf(request, csrf)
-    try:
-        principal = await console_principal(request)
-    except SessionExpired:
-        return _to_signin(expired=True)
-    except NotAuthenticated:
-        return _to_signin()
+    principal = await member_or_signin(request)
+    if isinstance(principal, Response):
+        return principal
     svc = services(request)
     error: str | None = None
     status = 200

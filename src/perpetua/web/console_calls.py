@@ -24,30 +24,20 @@ from perpetua.calls import settings as call_settings
 from perpetua.calls.service import Calls, Playback
 from perpetua.errors import (
     InvalidInput,
-    NotAuthenticated,
     PerpetuaError,
-    SessionExpired,
 )
 from perpetua.identity.sessions import Principal
-from perpetua.practices.baa_status import baa_in_force
 from perpetua.redaction.errors import CardNumberInText
-from perpetua.termination.state import locked_reason
 from perpetua.web.claims import request_claims
 from perpetua.web.console import page
+from perpetua.web.console_gate import LOCKED, member_or_signin, phi_lock
 from perpetua.web.context import (
-    SESSION_COOKIE,
-    client_ip,
-    console_principal,
-    request_id,
     services,
 )
 from perpetua.web.csrf import check_csrf
 
 router = APIRouter(include_in_schema=False)
 
-LOCKED = (
-    "Patient data is locked until the owner signs the Business Associate Agreement."
-)
 LIST_DAYS = 7
 
 
@@ -92,12 +82,6 @@ class _Member:
         return self.principal.role in ("owner", "manager")
 
 
-def _to_signin(expired: bool = False) -> Response:
-    response = RedirectResponse("/signin?ended=1" if expired else "/signin", 303)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True)
-    return response
-
-
 def _render(
     request: Request, member: _Member, template: str, status: int = 200, **ctx: Any
 ) -> Response:
@@ -114,25 +98,14 @@ def _render(
 
 async def _member(request: Request) -> _Member | Response:
     """The caller, or the page to show instead: sign-in, or the locked feature."""
-    try:
-        principal = await console_principal(request)
-    except SessionExpired:
-        return _to_signin(expired=True)
-    except NotAuthenticated:
-        return _to_signin()
+    principal = await member_or_signin(request)
+    if isinstance(principal, Response):
+        return principal
     svc = services(request)
     assert svc.records is not None
     member = _Member(principal, svc.records.gate.permissions)
-    if principal.practice_id is None or principal.role is None:
-        return _render(
-            request,
-            member,
-            "records_locked.html",
-            reason="This account does not belong to a practice.",
-        )
-    claims = principal.claims(request_id(request), ip=client_ip(request))
-    if not await baa_in_force(svc.db, claims):
-        reason = await locked_reason(svc.db, claims, LOCKED)
+    reason = await phi_lock(request, principal)
+    if reason is not None:
         return _render(request, member, "records_locked.html", reason=reason)
     return member
 

@@ -21,30 +21,19 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from perpetua.api.contracts_routes import contracts, terminations
 from perpetua.contracts.agreements import Agreement
 from perpetua.contracts.service import SignRequest, pdf_filename
-from perpetua.errors import NotAuthenticated, PerpetuaError, SessionExpired
+from perpetua.errors import PerpetuaError
 from perpetua.identity.sessions import Principal
 from perpetua.termination.service import CERTIFICATE_FILENAME, TerminationRequest
 from perpetua.web.claims import request_claims
 from perpetua.web.console import page
-from perpetua.web.context import SESSION_COOKIE, console_principal
+from perpetua.web.console_gate import member_or_signin
 from perpetua.web.csrf import check_csrf
 
 router = APIRouter(include_in_schema=False)
 
 
-def _to_signin(expired: bool = False) -> Response:
-    response = RedirectResponse("/signin?ended=1" if expired else "/signin", 303)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True)
-    return response
-
-
 async def _principal(request: Request) -> Principal | Response:
-    try:
-        return await console_principal(request)
-    except SessionExpired:
-        return _to_signin(expired=True)
-    except NotAuthenticated:
-        return _to_signin()
+    return await member_or_signin(request)
 
 
 def _blocks(agreement: Agreement) -> list[tuple[str, str]]:

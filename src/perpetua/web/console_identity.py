@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Form, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from perpetua.errors import NotAuthenticated, NotFound, PerpetuaError, SessionExpired
+from perpetua.errors import NotFound, PerpetuaError
 from perpetua.identity import (
     history,
     invitations,
@@ -42,6 +42,7 @@ from perpetua.mail import outbox
 from perpetua.mail.transport import local_messages
 from perpetua.web import identity_flows as flows
 from perpetua.web.console import page
+from perpetua.web.console_gate import member_or_signin
 from perpetua.web.context import (
     SESSION_COOKIE,
     client_ip,
@@ -66,22 +67,10 @@ def _with_session(response: Response, request: Request, token: str) -> Response:
     return response
 
 
-def _to_signin(expired: bool = False) -> Response:
-    response = RedirectResponse("/signin?ended=1" if expired else "/signin", 303)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True)
-    return response
-
-
 async def _who(
     request: Request, resolve: Any = console_principal
 ) -> Principal | Response:
-    try:
-        principal: Principal = await resolve(request)
-    except SessionExpired:
-        return _to_signin(expired=True)
-    except NotAuthenticated:
-        return _to_signin()
-    return principal
+    return await member_or_signin(request, resolve)
 
 
 def _json_csrf(request: Request) -> None:

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from perpetua.access.claims import Claims
-from perpetua.errors import NotAuthenticated, PerpetuaError, SessionExpired
+from perpetua.errors import PerpetuaError
 from perpetua.identity.sessions import Principal
 from perpetua.incidents import alerts, notice, staff
 from perpetua.incidents import service as incidents
@@ -35,7 +35,8 @@ from perpetua.incidents.models import (
 )
 from perpetua.web.claims import request_claims
 from perpetua.web.console import page
-from perpetua.web.context import SESSION_COOKIE, console_principal, services
+from perpetua.web.console_gate import member_or_signin
+from perpetua.web.context import services
 from perpetua.web.csrf import check_csrf
 
 router = APIRouter(include_in_schema=False)
@@ -57,19 +58,10 @@ STATE_WORDS = {
 }
 
 
-def _to_signin(expired: bool = False) -> Response:
-    response = RedirectResponse("/signin?ended=1" if expired else "/signin", 303)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True)
-    return response
-
-
 async def _caller(request: Request) -> tuple[Principal, Claims] | Response:
-    try:
-        principal = await console_principal(request)
-    except SessionExpired:
-        return _to_signin(expired=True)
-    except NotAuthenticated:
-        return _to_signin()
+    principal = await member_or_signin(request)
+    if isinstance(principal, Response):
+        return principal
     return principal, request_claims(request, principal)
 
 

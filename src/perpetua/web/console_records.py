@@ -33,26 +33,21 @@ from perpetua.access.permissions import Permissions
 from perpetua.errors import (
     Forbidden,
     InvalidInput,
-    NotAuthenticated,
     NotFound,
     PerpetuaError,
-    SessionExpired,
     StillReferenced,
 )
 from perpetua.identity import members
 from perpetua.identity.sessions import Principal
-from perpetua.practices.baa_status import baa_in_force
 from perpetua.records import service as records
 from perpetua.records.models import Appointment, Patient
 from perpetua.records.service import STATUSES, Records
 from perpetua.redaction.errors import CardNumberInText
-from perpetua.termination.state import locked_reason
 from perpetua.web.claims import request_claims
 from perpetua.web.console import page
+from perpetua.web.console_gate import LOCKED, member_or_signin, phi_lock
 from perpetua.web.context import (
-    SESSION_COOKIE,
     client_ip,
-    console_principal,
     request_id,
     services,
 )
@@ -63,9 +58,6 @@ router = APIRouter(include_in_schema=False)
 
 BTG_COOKIE = "__Host-perpetua-btg"
 BTG_MINUTES = 60
-LOCKED = (
-    "Patient data is locked until the owner signs the Business Associate Agreement."
-)
 PLAN_TYPES = ("HMO", "PPO", "EPO", "POS", "HDHP", "Medicare", "Medicaid", "other")
 DEDUCTIBLE = ("met", "not_met", "unknown")
 STATUS_ACTIONS = (
@@ -109,12 +101,6 @@ def _calm(exc: PerpetuaError) -> str:
     return exc.detail
 
 
-def _to_signin(expired: bool = False) -> Response:
-    response = RedirectResponse("/signin?ended=1" if expired else "/signin", 303)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True)
-    return response
-
-
 def _render(
     request: Request, desk: Desk, template: str, http_status: int = 200, **ctx: Any
 ) -> Response:
@@ -130,27 +116,15 @@ def _render(
 
 async def _desk(request: Request) -> Desk | Response:
     """The caller, or the page to show instead: sign-in, or the locked feature."""
-    try:
-        principal = await console_principal(request)
-    except SessionExpired:
-        return _to_signin(expired=True)
-    except NotAuthenticated:
-        return _to_signin()
+    principal = await member_or_signin(request)
+    if isinstance(principal, Response):
+        return principal
     svc = services(request)
     assert svc.records is not None
     desk = Desk(principal, svc.records, svc.records.gate.permissions)
-    if principal.practice_id is None or principal.role is None:
-        return _render(
-            request,
-            desk,
-            "records_locked.html",
-            reason="This account does not belong to a practice.",
-        )
-
     # Without a BAA in force the database refuses all PHI work; say so up front.
-    claims = principal.claims(request_id(request), ip=client_ip(request))
-    if not await baa_in_force(svc.db, claims):
-        reason = await locked_reason(svc.db, claims, LOCKED)
+    reason = await phi_lock(request, principal)
+    if reason is not None:
         return _render(request, desk, "records_locked.html", reason=reason)
     return desk
 
