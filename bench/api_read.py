@@ -9,7 +9,7 @@ here, never by the shipped application. 32 concurrent clients, keep-alive.
 
     python bench/api_read.py [--seconds 8] [--clients 32]
 
-Needs `wrk` (Debian package `wrk`; `scripts/test` installs it). Prints requests/s
+Needs `wrk` (Debian package: `apt-get install wrk`). Prints requests/s
 and p99 for both, then `api_read_ratio: X` (full / bare).
 """
 
