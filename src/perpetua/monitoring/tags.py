@@ -17,11 +17,15 @@ import unicodedata
 import uuid
 from collections.abc import Iterable
 
+from perpetua.access.claims import system_claims
 from perpetua.crypto.blind_index import BlindIndexer, normalize_name
 from perpetua.crypto.errors import NormalizationError
-from perpetua.db.pool import Conn
+from perpetua.db.pool import Conn, Database
+from perpetua.observability.logging import get_logger
 
 Tag = tuple[str, bytes]
+
+log = get_logger("perpetua.monitoring.tags")
 
 # Spelling variants of the same address line, folded so that "12 Elm Street" and
 # "12 elm st." tag alike.
@@ -127,6 +131,33 @@ async def replace_patient_tags(
             "values (%s, %s, %s, %s) on conflict do nothing",
             (practice_id, patient_id, kind, tag),
         )
+
+
+async def tag_patient_name(
+    db: Database,
+    indexer: BlindIndexer,
+    practice_id: uuid.UUID,
+    patient_id: uuid.UUID,
+    full_name: str,
+    request_id: str,
+) -> None:
+    """Tag a patient's name and surname as the records service registers or renames
+    them, so that the detectors can tell a member opening a relative's or a
+    co-worker's record.
+
+    The tags are written by the system, after the patient's own transaction has
+    committed: a member may not write monitoring state, and a failure here must
+    not undo the registration the member asked for. It is logged (without the
+    name or the patient) and the patient simply goes untagged until renamed.
+    """
+    tags = identity_tags(indexer, practice_id, full_name=full_name)
+    try:
+        async with db.transaction(system_claims(request_id)) as conn:
+            await replace_patient_tags(
+                conn, practice_id, patient_id, tags, ("name", "surname")
+            )
+    except Exception as exc:  # monitoring must not undo the registration
+        log.error("patient_tags_failed", error_type=type(exc).__name__)
 
 
 async def tag_new_members(conn: Conn, indexer: BlindIndexer, limit: int = 200) -> int:

@@ -17,6 +17,7 @@ from perpetua.crypto.errors import NormalizationError
 from perpetua.db.pool import Conn
 from perpetua.errors import InvalidInput, NotFound
 from perpetua.mail import outbox
+from perpetua.monitoring.tags import tag_patient_name
 from perpetua.records.gate import RecordsGate, read
 from perpetua.records.models import (
     AccessEvent,
@@ -162,6 +163,7 @@ class Records:
             await conn.execute(
                 "select phi_api.create_patient(%s, %s, %s, %s, %s, %s, %s)", columns
             )
+        await self._tag_name(claims, practice, patient_id, data.name)
         return (await self.read_patients(claims, [patient_id]))[0]
 
     async def update_patient(
@@ -180,7 +182,20 @@ class Records:
             row = await cur.fetchone()
         if not row or not row["ok"]:
             raise NotFound()
+        await self._tag_name(claims, practice, patient_id, data.name)
         return (await self.read_patients(claims, [patient_id]))[0]
+
+    async def _tag_name(
+        self, claims: Claims, practice: uuid.UUID, patient_id: uuid.UUID, name: str
+    ) -> None:
+        await tag_patient_name(
+            self.gate.db,
+            self.vault.index,
+            practice,
+            patient_id,
+            " ".join(name.split()),
+            claims.request_id,
+        )
 
     def _open_patient(self, practice: uuid.UUID, row: dict[str, Any]) -> Patient:
         pid = row["id"]
