@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import ssl
 import statistics
@@ -268,6 +269,7 @@ def main() -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -284,6 +285,13 @@ def main() -> int:
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="perpetua-bench-monitoring-"))
+    try:
+        return _run(args, data_dir)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, data_dir: Path) -> int:
     settings = Settings(data_dir=data_dir)
     with open_target(settings) as target:
         owner = target.conninfo("owner")

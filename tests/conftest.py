@@ -5,6 +5,7 @@ to that database with a controllable clock. Nothing of Perpetua's is mocked."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import uuid
@@ -34,11 +35,24 @@ from perpetua.web.app import create_app
 TEMPLATE_DB = "perpetua_template"
 
 
+_SCRATCH: list[Path] = []
+
+
 def scratch_dir(prefix: str) -> Path:
     # Not pytest's tmp_path: that lives under a 0700 folder the postgres OS user
     # (used when tests run as root) could not enter.
     base = Path(os.environ.get("PERPETUA_TEST_TMP", tempfile.gettempdir()))
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    made = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    _SCRATCH.append(made)
+    return made
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # After every fixture, the embedded servers included, has been torn down: the
+    # folders held keys, databases and mail of synthetic practices, and a machine
+    # running the suite often should not collect them.
+    for made in _SCRATCH:
+        shutil.rmtree(made, ignore_errors=True)
 
 
 class Cluster:
