@@ -30,6 +30,7 @@ from perpetua.calls import retention as call_retention
 from perpetua.calls.service import Calls
 from perpetua.clock import Clock
 from perpetua.config import Settings
+from perpetua.contracts.announcements import announce_new_version
 from perpetua.db.pool import Database
 from perpetua.identity import secret_box
 from perpetua.identity.sessions import SessionPolicy, purge_ended_sessions
@@ -80,6 +81,11 @@ def background_jobs(svc: Services) -> list[Job]:
             "incidents.escalate_overdue",
             60,
             lambda: escalate_overdue(svc.db, svc.clock, svc.settings.origin),
+        ),
+        Job(
+            "contracts.announce_new_version",
+            3600,
+            lambda: announce_new_version(svc.db, svc.clock, svc.settings.origin),
         ),
         Job(
             "sessions.purge_ended",

@@ -1,5 +1,5 @@
-"""Shared steps of the BAA tests: the signing body, one run of the mail delivery
-job into a folder, and the messages it wrote."""
+"""Shared steps of the BAA tests: the signing body, the release of a new version,
+one run of the mail delivery job into a folder, and the messages it wrote."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ import email
 import email.policy
 import functools
 from email.message import EmailMessage
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from starlette.testclient import TestClient
+from tests.conftest import admin_connection, scratch_dir
 from tests.support.factories import sign_up
 from tests.support.world import World, execute_baa
 
-from perpetua.contracts.agreements import Agreement, current
+from perpetua.contracts.agreements import Agreement, Library, current
+from perpetua.contracts.service import Contracts
 from perpetua.mail.outbox import DeliveryReport, deliver_due
 from perpetua.mail.transport import FolderTransport
 from perpetua.records.vault import Vault
@@ -83,3 +86,29 @@ def pdf_attachments(message: EmailMessage) -> dict[str, bytes]:
             assert isinstance(payload, bytes)
             found[str(part.get_filename())] = payload
     return found
+
+
+NEW_VERSION = "2099-01"
+
+
+def release_new_version(client, target) -> Library:
+    """What a release does: a new template file and its recorded digest."""
+    folder = scratch_dir("perpetua-baa-texts-")
+    shipped = resources.files("perpetua.contracts").joinpath("templates")
+    for entry in shipped.iterdir():
+        if entry.name.startswith("baa-"):
+            (folder / entry.name).write_bytes(entry.read_bytes())
+    text = current().text + "\n## Changes in this version\n\nSynthetic clause.\n"
+    (folder / f"baa-{NEW_VERSION}.md").write_text(text)
+    library = Library(Path(folder))
+    with admin_connection(target) as conn:
+        conn.execute(
+            "insert into app.baa_versions (version, document_sha256, released_at) "
+            "values (%s, %s, now())",
+            (NEW_VERSION, library.current().sha256),
+        )
+    running: Contracts = client.app.state.contracts
+    client.app.state.contracts = Contracts(
+        running.db, running.clock, running.store, running.origin, library
+    )
+    return library

@@ -7,39 +7,18 @@ from __future__ import annotations
 import hashlib
 import shutil
 from importlib import resources
-from pathlib import Path
 
 from tests.conftest import admin_connection, scratch_dir
-from tests.functional.contracts.helpers import owner_only, sign_body
+from tests.functional.contracts.helpers import (
+    NEW_VERSION,
+    owner_only,
+    release_new_version,
+    sign_body,
+)
 from tests.support.console import sign_in_console
 
 from perpetua.contracts.agreements import Library, current
 from perpetua.contracts.service import Contracts
-
-NEW_VERSION = "2099-01"
-
-
-def _release_new_version(client, target) -> Library:
-    """What a release does: a new template file and its recorded digest."""
-    folder = scratch_dir("perpetua-baa-texts-")
-    shipped = resources.files("perpetua.contracts").joinpath("templates")
-    for entry in shipped.iterdir():
-        if entry.name.startswith("baa-"):
-            (folder / entry.name).write_bytes(entry.read_bytes())
-    text = current().text + "\n## Changes in this version\n\nSynthetic clause.\n"
-    (folder / f"baa-{NEW_VERSION}.md").write_text(text)
-    library = Library(Path(folder))
-    with admin_connection(target) as conn:
-        conn.execute(
-            "insert into app.baa_versions (version, document_sha256, released_at) "
-            "values (%s, %s, now())",
-            (NEW_VERSION, library.current().sha256),
-        )
-    running: Contracts = client.app.state.contracts
-    client.app.state.contracts = Contracts(
-        running.db, running.clock, running.store, running.origin, library
-    )
-    return library
 
 
 def test_new_version_awaits_signature_while_the_old_one_stays_in_force(client, target):
@@ -47,7 +26,7 @@ def test_new_version_awaits_signature_while_the_old_one_stays_in_force(client, t
     first = world.api("owner", "POST", "/api/v1/baa/signatures", json=sign_body())
     assert first.status_code == 201
 
-    library = _release_new_version(client, target)
+    library = release_new_version(client, target)
     newest = library.current()
     status = world.api("owner", "GET", "/api/v1/baa").json()
     page = sign_in_console(world, "owner").get("/agreement").text
