@@ -24,7 +24,9 @@ from tests.functional.contracts.helpers import (
     pdf_attachments,
     sign_body,
 )
+from tests.functional.identity.helpers import enrol_totp
 from tests.support.console import post_form, sign_in_console
+from tests.support.factories import STRONG_PASSWORD
 from tests.support.world import World, as_owner_role, build_world, system_claims
 
 from perpetua.audit.sealing import open_keystore
@@ -241,6 +243,47 @@ def _nothing_changed(world: World, target) -> None:
     assert count == 0
     assert world.api("owner", "GET", "/api/v1/baa").json()["in_force"] is True
     assert world.patient("owner")["id"]
+
+
+def test_a_practice_requiring_mfa_terminates_only_after_a_fresh_second_factor(
+    client, target, clock
+):
+    world = owner_only(client, target, baa=True)
+    app, _ = enrol_totp(client, world.headers["owner"], clock)
+    required = world.api(
+        "owner", "PATCH", "/api/v1/practice/security", json={"require_mfa": True}
+    )
+    assert required.status_code == 200, required.text
+    clock.advance(minutes=11)
+
+    stale = _terminate(world, target, passphrase=PASSPHRASE)
+    reauthenticated = world.api(
+        "owner",
+        "POST",
+        "/api/v1/sessions/current/reauthentication",
+        json={"password": STRONG_PASSWORD},
+    )
+    password_only = _terminate(world, target, passphrase=PASSPHRASE)
+
+    assert stale.status_code == 403
+    assert stale.json()["code"] == "fresh_second_factor_required"
+    assert reauthenticated.status_code == 204
+    # A password proven moments ago is not enough where the practice requires MFA.
+    assert password_only.status_code == 403
+    assert password_only.json()["code"] == "fresh_second_factor_required"
+    _nothing_changed(world, target)
+
+    clock.advance(seconds=30)
+    confirmed = world.api(
+        "owner",
+        "POST",
+        "/api/v1/sessions/current/second-factor-confirmation",
+        json={"code": app.at(clock.now())},
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    done = _terminate(world, target, passphrase=PASSPHRASE)
+    assert done.status_code == 201, done.text
+    assert done.json()["termination"]["state"] == "destroyed"
 
 
 @pytest.mark.parametrize("role", ["manager", "front_desk"])
