@@ -510,9 +510,20 @@ class Simulation:
             day, self.rng.uniform(member.shift_start + 0.5, member.shift_end - 0.5)
         )
 
-    def _eval_day(self, weekday: bool = True) -> dt.datetime:
+    def eval_day(self, weekday: bool = True) -> dt.datetime:
+        """A random inner day of the evaluated window, a weekday or not as asked.
+
+        A short window may hold no day of the kind asked for (three days from a
+        Monday hold no weekend), and then any inner day does: the scenario stays,
+        only its day is less typical.
+        """
+        last = max(1, self.days - 2)
+        inner = [self.start + dt.timedelta(days=n) for n in range(1, last + 1)]
+        if not any((day.weekday() < 5) == weekday for day in inner):
+            return self.rng.choice(inner)
+        # Drawn one day at a time, so that a seed gives the same month as before.
         while True:
-            day = self.start + dt.timedelta(days=self.rng.randint(1, self.days - 2))
+            day = self.start + dt.timedelta(days=self.rng.randint(1, last))
             if (day.weekday() < 5) == weekday:
                 return day
 
@@ -537,7 +548,7 @@ class Simulation:
             record = self._new_patient(
                 full_name=coworker.full_name, phone=coworker.phone
             )
-            day = self._eval_day()
+            day = self.eval_day()
             at = self._random_shift_time(snoop, day)
             ids = {self._view(snoop, at, record.id)}
             if self.rng.random() < 0.5:
@@ -553,7 +564,7 @@ class Simulation:
                 full_name=f"{self._first()} {snoop.full_name.split()[-1]}",
                 address=snoop.address,
             )
-            day = self._eval_day()
+            day = self.eval_day()
             at = self._random_shift_time(snoop, day)
             ids = {self._view(snoop, at, relative.id)}
             self.scenarios.append(
@@ -564,7 +575,7 @@ class Simulation:
             # A neighbour in the same building.
             snoop = self.rng.choice(staff)
             neighbour = self._new_patient(address=snoop.address)
-            day = self._eval_day()
+            day = self.eval_day()
             at = self._random_shift_time(snoop, day)
             ids = {self._view(snoop, at, neighbour.id)}
             self.scenarios.append(
@@ -577,7 +588,7 @@ class Simulation:
             self._by_role("front_desk") + self._by_role("biller"), 2
         )
         for leaver in leavers:
-            day = self._eval_day()
+            day = self.eval_day()
             at = self._at(day, leaver.shift_end - 2.5)
             ids: set[uuid.UUID] = set()
             sample = self.rng.sample(self.patients, min(150, len(self.patients) // 2))
@@ -605,7 +616,7 @@ class Simulation:
 
     def _inject_credential_stuffing(self) -> None:
         for n in range(3):
-            day = self._eval_day(weekday=self.rng.random() < 0.6)
+            day = self.eval_day(weekday=self.rng.random() < 0.6)
             at = self._at(day, self.rng.uniform(0, 23))
             net = ATTACKER_NETS[n % len(ATTACKER_NETS)]
             ip = f"{net}{self.rng.randint(2, 250)}"
@@ -639,7 +650,7 @@ class Simulation:
     def _inject_off_hours(self) -> None:
         for member in self.rng.sample(self._by_role("front_desk") + self._by_role(
                 "biller"), 3):  # fmt: skip
-            day = self._eval_day()
+            day = self.eval_day()
             at = self._at(day, self.rng.uniform(1, 3.5))
             ids = set()
             for k in range(self.rng.randint(5, 8)):
@@ -697,7 +708,7 @@ class Simulation:
     def _inject_probes(self) -> None:
         for _ in range(2):
             member = self.rng.choice(self._by_role("front_desk"))
-            day = self._eval_day()
+            day = self.eval_day()
             at = self._random_shift_time(member, day)
             ids = set()
             for k in range(self.rng.randint(1, 3)):
@@ -715,7 +726,7 @@ class Simulation:
             )  # fmt: skip
         for _ in range(2):
             member = self.rng.choice(self._by_role("front_desk"))
-            day = self._eval_day()
+            day = self.eval_day()
             at = self._random_shift_time(member, day)
             ids = set()
             for k in range(6):
@@ -735,7 +746,7 @@ class Simulation:
     def _inject_break_glass(self) -> None:
         for _ in range(2):
             provider = self.rng.choice(self._by_role("provider"))
-            day = self._eval_day()
+            day = self.eval_day()
             at = self._random_shift_time(provider, day)
             patient = self.rng.choice(self.patients)
             self.break_glass.append(
@@ -758,7 +769,7 @@ class Simulation:
     def _new_device_once(self) -> None:
         # A member switches browser once in the month: a real, harmless change.
         member = self.rng.choice(self._by_role("front_desk"))
-        day = self._eval_day()
+        day = self.eval_day()
         self.out.security_event(
             self._at(day, member.shift_start + 0.05), "account:signin:success",
             user_id=member.user_id, practice_id=self.practice, actor_kind="user",
@@ -775,7 +786,7 @@ class Simulation:
             {"id": uuid.uuid4(), "name": name, "revoked_at": None}
             for name in ("EHR sync", "Reminders", "EHR sync 2", "Reminders 2")
         ]
-        self.thefts = [(0, 2, self._eval_day()), (1, 3, self._eval_day())]
+        self.thefts = [(0, 2, self.eval_day()), (1, 3, self.eval_day())]
         self.other_patients = [uuid.uuid4() for _ in range(40)]
         # The second token reads the next day's visits every evening.
         day = self.warmup_from
