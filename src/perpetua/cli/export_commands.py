@@ -4,14 +4,16 @@ Runs on the practice's own machine and needs nothing but this file and the
 passphrase or key: no database, no data directory, no network. The passphrase is
 read without echo from the terminal (or the first line of stdin when piped) and
 never printed, logged or stored. The decrypted ZIP is written next to the archive
-(or to --out), created exclusively with mode 0600; on any failure the partial
-output is removed, so a damaged or forged archive never leaves plaintext behind.
+(or to --out), created exclusively with mode 0600, and every file in it is checked
+against the size and SHA-256 its manifest lists; on any failure the partial output
+is removed, so a damaged or forged archive never leaves plaintext behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import hashlib
 import json
 import os
 import sys
@@ -49,6 +51,23 @@ def _secret() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
+def _check_manifest(opened: zipfile.ZipFile, manifest: dict[str, Any]) -> None:
+    """Every file of the ZIP is the one the manifest lists, byte for byte."""
+    listed: dict[str, dict[str, Any]] = manifest.get("files", {})
+    present = set(opened.namelist()) - {"manifest.json"}
+    if present != set(listed):
+        raise ValueError("the export's files differ from its manifest")
+    for name, facts in sorted(listed.items()):
+        digest = hashlib.sha256()
+        size = 0
+        with opened.open(name) as member:
+            while chunk := member.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        if (size, digest.hexdigest()) != (facts.get("bytes"), facts.get("sha256")):
+            raise ValueError(f"{name} differs from the export's manifest")
+
+
 def run_open(args: argparse.Namespace, _extra: list[str]) -> int:
     source: Path = args.file
     target: Path = args.out or source.with_suffix(".zip")
@@ -66,6 +85,7 @@ def run_open(args: argparse.Namespace, _extra: list[str]) -> int:
             header = open_archive(reader, writer, secret)
         with zipfile.ZipFile(target) as opened:
             manifest = json.loads(opened.read("manifest.json"))
+            _check_manifest(opened, manifest)
     except (ArchiveError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         target.unlink(missing_ok=True)
         print(f"perpetua: {exc}", file=sys.stderr)

@@ -53,6 +53,7 @@ __all__ = [
     "BinaryReader",
     "BinaryWriter",
     "BlobCipher",
+    "SealingWriter",
     "decrypt_stream",
     "encrypt_stream",
     "iter_decrypt",
@@ -134,17 +135,14 @@ def _check_key(data_key: bytes) -> None:
         raise ValueError("a data key is 32 bytes")
 
 
-def encrypt_stream(
+def _begin(
     data_key: bytes,
-    reader: BinaryReader,
-    writer: BinaryWriter,
-    *,
     practice_id: str | uuid.UUID,
     data_class: DataClass,
     object_id: str | uuid.UUID,
-    segment_size: int = DEFAULT_SEGMENT_SIZE,
-) -> int:
-    """Encrypt everything `reader` yields into `writer`; return plaintext bytes."""
+    segment_size: int,
+) -> tuple[AESGCM, bytes, bytes]:
+    """The segment cipher, the stream header and the nonce prefix of a new stream."""
     _check_key(data_key)
     if not MIN_SEGMENT_SIZE <= segment_size <= MAX_SEGMENT_SIZE:
         raise ValueError("segment size must be between 4 KiB and 16 MiB")
@@ -163,7 +161,23 @@ def encrypt_stream(
     cipher, commitment = _derive(
         data_key, salt, str(practice_id), data_class, header_body
     )
-    header = header_body + commitment
+    return cipher, header_body + commitment, prefix
+
+
+def encrypt_stream(
+    data_key: bytes,
+    reader: BinaryReader,
+    writer: BinaryWriter,
+    *,
+    practice_id: str | uuid.UUID,
+    data_class: DataClass,
+    object_id: str | uuid.UUID,
+    segment_size: int = DEFAULT_SEGMENT_SIZE,
+) -> int:
+    """Encrypt everything `reader` yields into `writer`; return plaintext bytes."""
+    cipher, header, prefix = _begin(
+        data_key, practice_id, data_class, object_id, segment_size
+    )
     _write_all(writer, memoryview(header))
 
     # Two input buffers: the look-ahead read tells whether the current segment
@@ -194,6 +208,71 @@ def encrypt_stream(
         if final:
             return total
         current, filled, index = 1 - current, next_filled, index + 1
+
+
+class SealingWriter:
+    """The writing side of `encrypt_stream`, for producers that push bytes.
+
+    A ZIP being built, for one, writes its entries piece by piece and cannot be
+    read from. Bytes written in pieces of any size come out in exactly the stream
+    format `decrypt_stream` reads, holding at most one segment and one piece in
+    memory. `close` seals the last segment; a writer dropped without it leaves a
+    stream that fails as truncated, never one that passes for complete.
+    """
+
+    def __init__(
+        self,
+        data_key: bytes,
+        writer: BinaryWriter,
+        *,
+        practice_id: str | uuid.UUID,
+        data_class: DataClass,
+        object_id: str | uuid.UUID,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+    ) -> None:
+        self._cipher, self._header, self._prefix = _begin(
+            data_key, practice_id, data_class, object_id, segment_size
+        )
+        self._writer = writer
+        self._size = segment_size
+        self._pending = bytearray()
+        self._index = 0
+        self._closed = False
+        self.plaintext_bytes = 0
+        _write_all(writer, memoryview(self._header))
+
+    def _seal(self, final: bool) -> None:
+        if self._index >= _MAX_SEGMENTS:
+            raise ValueError("stream too long for a 32-bit segment counter")
+        take = min(len(self._pending), self._size)
+        sealed = self._cipher.encrypt(
+            _nonce(self._prefix, self._index, final),
+            bytes(self._pending[:take]),
+            self._header,
+        )
+        del self._pending[:take]
+        _write_all(self._writer, memoryview(sealed))
+        self._index += 1
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
+        if self._closed:
+            raise ValueError("the stream is already sealed")
+        self._pending += data
+        # A full segment waits until a byte after it exists: only the last
+        # segment carries the final flag, and only `close` knows which that is.
+        while len(self._pending) > self._size:
+            self._seal(final=False)
+        written = len(data) if not isinstance(data, memoryview) else data.nbytes
+        self.plaintext_bytes += written
+        return written
+
+    def flush(self) -> None:
+        """Nothing is held back but the segment that may be the last."""
+
+    def close(self) -> None:
+        if not self._closed:
+            self._seal(final=True)
+            self._closed = True
 
 
 def _read_header(

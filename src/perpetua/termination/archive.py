@@ -34,6 +34,7 @@ from perpetua.crypto.keystore import DataClass
 from perpetua.crypto.streaming import (
     BinaryReader,
     BinaryWriter,
+    SealingWriter,
     decrypt_stream,
     encrypt_stream,
 )
@@ -186,6 +187,19 @@ def seal(key: ExportKey, reader: BinaryReader, writer: BinaryWriter) -> int:
     return encrypt_stream(
         key.key,
         reader,
+        writer,
+        practice_id=key.header.practice_id,
+        data_class=DataClass.BACKUPS,
+        object_id=key.header.object_id,
+    )
+
+
+def begin(key: ExportKey, writer: BinaryWriter) -> SealingWriter:
+    """Write the header and return the writer that seals the ZIP pushed into it;
+    the archive is complete only once that writer is closed."""
+    writer.write(memoryview(key.header.pack()))
+    return SealingWriter(
+        key.key,
         writer,
         practice_id=key.header.practice_id,
         data_class=DataClass.BACKUPS,

@@ -22,7 +22,6 @@ The order is what makes it safe:
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import uuid
 from dataclasses import dataclass
@@ -58,7 +57,12 @@ from perpetua.termination.errors import (
     TerminationNotConfirmed,
     TerminationOwnerRequired,
 )
-from perpetua.termination.export import CallMedia, ExportIncomplete, collect
+from perpetua.termination.export import (
+    CallMedia,
+    ExportContents,
+    ExportIncomplete,
+    write_export,
+)
 from perpetua.termination.state import Termination, termination_of, termination_row
 
 log = get_logger("perpetua.termination")
@@ -89,6 +93,38 @@ class Terminated:
     termination: Termination
     # The random export key, shown to the owner once and never stored.
     export_key: str | None
+
+
+def _check_reopens(
+    path: Path, key: archive.ExportKey, contents: ExportContents
+) -> tuple[int, str]:
+    """The sealed file's size and SHA-256, once it has been read back through the
+    archive format to a ZIP of the very length and digest that was written."""
+    reopened = _Digest()
+    with path.open("rb") as reader:
+        header = archive.ArchiveHeader.read(reader)
+        archive.open_with_key(header, key.key, reader, reopened)
+    if (reopened.size, reopened.hash.hexdigest()) != (
+        contents.zip_bytes,
+        contents.zip_sha256,
+    ):
+        raise ExportIncomplete("the archive did not reopen to its contents")
+    with path.open("rb") as reader:
+        sealed = hashlib.file_digest(reader, "sha256").hexdigest()
+    return path.stat().st_size, sealed
+
+
+class _Digest:
+    """A writer that keeps only the length and SHA-256 of what it is given."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: memoryview, /) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return len(data)
 
 
 def _same_name(typed: str, name: str) -> bool:
@@ -168,11 +204,8 @@ class Terminations:
         else:
             key = archive.ExportKey.random(practice_id, export_id)
         try:
-            contents = await collect(
-                self.records, claims, practice, self.clock.now(), self.media
-            )
-            path, size, file_sha256 = await to_thread.run_sync(
-                lambda: self._write_export(practice_id, key, contents.zip_bytes)
+            contents, path, size, file_sha256 = await self._write_export(
+                claims, practice, key
             )
         except (ExportIncomplete, UnreadableRecord, CryptoError, OSError) as exc:
             log.warning(
@@ -290,30 +323,31 @@ class Terminations:
         # Both parts are UUIDs the service made, never names a caller typed.
         return self.exports / str(practice_id) / f"{export_id}.ppex"
 
-    def _write_export(
-        self, practice_id: uuid.UUID, key: archive.ExportKey, zip_bytes: bytes
-    ) -> tuple[Path, int, str]:
+    async def _write_export(
+        self, claims: Claims, practice: dict[str, Any], key: archive.ExportKey
+    ) -> tuple[ExportContents, Path, int, str]:
+        """Write the sealed archive as the records are read, then prove that the
+        file reopens to exactly the ZIP that was written."""
+        practice_id = practice["id"]
         path = self._export_path(practice_id, key.header.export_id)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as out:
-                archive.seal(key, io.BytesIO(zip_bytes), out)
+                sealer = archive.begin(key, out)
+                contents = await write_export(
+                    self.records, claims, practice, self.clock.now(), sealer, self.media
+                )
+                await to_thread.run_sync(sealer.close)
                 out.flush()
-                os.fsync(out.fileno())
-
-            # Prove the file opens to exactly the ZIP before any key is destroyed.
-            sealed = path.read_bytes()
-            reopened = io.BytesIO()
-            reader = io.BytesIO(sealed)
-            header = archive.ArchiveHeader.read(reader)
-            archive.open_with_key(header, key.key, reader, reopened)
-            if reopened.getvalue() != zip_bytes:
-                raise ExportIncomplete("the archive did not reopen to its contents")
+                await to_thread.run_sync(os.fsync, out.fileno())
+            size, file_sha256 = await to_thread.run_sync(
+                lambda: _check_reopens(path, key, contents)
+            )
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return path, len(sealed), hashlib.sha256(sealed).hexdigest()
+        return contents, path, size, file_sha256
 
     def _shred(self, practice_id: uuid.UUID, actor: uuid.UUID) -> list[dict[str, Any]]:
         reason = "Business Associate Agreement terminated by the practice"

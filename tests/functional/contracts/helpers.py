@@ -1,11 +1,13 @@
 """Shared steps of the BAA tests: the signing body, the release of a new version,
-one run of the mail delivery job into a folder, and the messages it wrote."""
+one run of the mail delivery job into a folder, the messages it wrote, and a
+termination whose export is downloaded and opened as the practice would."""
 
 from __future__ import annotations
 
 import email
 import email.policy
 import functools
+import io
 from email.message import EmailMessage
 from importlib import resources
 from pathlib import Path
@@ -16,6 +18,7 @@ from tests.conftest import admin_connection, scratch_dir
 from tests.support.factories import sign_up
 from tests.support.world import World, execute_baa
 
+from perpetua.cli import main as cli
 from perpetua.contracts.agreements import Agreement, Library, current
 from perpetua.contracts.service import Contracts
 from perpetua.mail.outbox import DeliveryReport, deliver_due
@@ -112,3 +115,31 @@ def release_new_version(client, target) -> Library:
         running.db, running.clock, running.store, running.origin, library
     )
     return library
+
+
+EXPORT_PASSPHRASE = "correct horse battery staple"
+
+
+def terminate_and_open(world: World, target: Any, monkeypatch: Any, capsys: Any) -> Any:
+    """Terminate as the owner with a passphrase, download the export and open it
+    with `perpetua export open`; the response and the opened ZIP's path."""
+    with admin_connection(target) as conn:
+        name = conn.execute(
+            "select name from app.practices where id = %s", (world.practice_id,)
+        ).fetchone()[0]
+    done = world.api(
+        "owner",
+        "POST",
+        "/api/v1/baa/termination",
+        json={"confirmation": name, "passphrase": EXPORT_PASSPHRASE},
+    )
+    assert done.status_code == 201, done.text
+    saved = scratch_dir("perpetua-export-") / "practice.ppex"
+    saved.write_bytes(
+        world.api("owner", "GET", "/api/v1/baa/termination/export").content
+    )
+    out = saved.with_name("opened.zip")
+    monkeypatch.setattr("sys.stdin", io.StringIO(EXPORT_PASSPHRASE + "\n"))
+    assert cli.main(["export", "open", str(saved), "--out", str(out)]) == 0
+    capsys.readouterr()
+    return done, out

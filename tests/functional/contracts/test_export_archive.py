@@ -4,8 +4,11 @@ Pure: no database, as on the practice's own machine."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -86,3 +89,58 @@ def test_damaged_archive_is_refused_and_leaves_no_output(
 def test_short_passphrase_is_refused():
     with pytest.raises(archive.PassphraseTooShort):
         archive.ExportKey.from_passphrase("short", uuid.uuid4(), uuid.uuid4())
+
+
+def _zip(files: dict[str, bytes], listed: dict[str, bytes]) -> bytes:
+    manifest = {
+        "counts": {},
+        "media_included": False,
+        "files": {
+            name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            for name, data in listed.items()
+        },
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as made:
+        for name, data in files.items():
+            made.writestr(name, data)
+        made.writestr("manifest.json", json.dumps(manifest))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("files", "listed", "opens"),
+    [
+        ({"patients.ndjson": b"{}\n"}, {"patients.ndjson": b"{}\n"}, True),
+        ({"patients.ndjson": b"{}\n"}, {"patients.ndjson": b"[]\n"}, False),
+        (
+            {"patients.ndjson": b"{}\n", "extra.bin": b"x"},
+            {"patients.ndjson": b"{}\n"},
+            False,
+        ),
+        ({}, {"patients.ndjson": b"{}\n"}, False),
+    ],
+    ids=["as-listed", "changed-file", "unlisted-file", "missing-file"],
+)
+def test_a_zip_that_differs_from_its_manifest_is_refused(
+    files, listed, opens, monkeypatch, capsys
+):
+    # Sealed by the archive's own writer, as the service writes a real export.
+    key = archive.ExportKey.random(uuid.uuid4(), uuid.uuid4())
+    assert key.shown is not None
+    out = io.BytesIO()
+    sealer = archive.begin(key, out)
+    sealer.write(_zip(files, listed))
+    sealer.close()
+    folder = scratch_dir("perpetua-export-")
+    source = Path(folder) / "export.ppex"
+    source.write_bytes(out.getvalue())
+    monkeypatch.setattr("sys.stdin", io.StringIO(key.shown + "\n"))
+
+    code = cli.main(["export", "open", str(source)])
+
+    err = capsys.readouterr().err
+    assert code == (0 if opens else 1), err
+    assert (Path(folder) / "export.zip").exists() is opens
+    if not opens:
+        assert "manifest" in err
