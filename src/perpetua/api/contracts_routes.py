@@ -106,6 +106,10 @@ class TerminationOut(BaseModel):
     certificate_sha256: str | None = Field(
         description="SHA-256 of the certificate of destruction (PDF)"
     )
+    export_deleted_at: dt.datetime | None = Field(
+        default=None,
+        description="When an owner had Perpetua's copy of the export deleted",
+    )
 
 
 class BaaStatusOut(BaseModel):
@@ -267,6 +271,14 @@ async def termination_export(principal: Authed, request: Request) -> Response:
         filename=f"perpetua-export-{found.export_id}.ppex",
         headers={"x-content-sha256": found.export_sha256 or ""},
     )
+
+
+@router.delete("/termination/export", status_code=204)
+async def delete_termination_export(principal: Authed, request: Request) -> Response:
+    """Delete Perpetua's copy of the encrypted export (owners), once the practice
+    has its own; the termination record keeps when and by whom."""
+    await terminations(request).delete_export(request_claims(request, principal))
+    return Response(status_code=204)
 
 
 @router.get(

@@ -127,6 +127,14 @@ class _Digest:
         return len(data)
 
 
+def _acting_owner(claims: Claims) -> uuid.UUID | None:
+    """The practice of an owner acting in person; None for anyone else, tokens
+    and agents included."""
+    if claims.actor_kind != "user" or claims.practice_role != "owner":
+        return None
+    return claims.practice_id
+
+
 def _same_name(typed: str, name: str) -> bool:
     return " ".join(typed.split()) == " ".join(name.split())
 
@@ -152,13 +160,9 @@ class Terminations:
     async def terminate(
         self, principal: Principal, claims: Claims, request: TerminationRequest
     ) -> Terminated:
-        if (
-            claims.actor_kind != "user"
-            or claims.practice_role != "owner"
-            or claims.practice_id is None
-        ):
+        practice_id = _acting_owner(claims)
+        if practice_id is None:
             raise TerminationOwnerRequired()
-        practice_id = claims.practice_id
         passphrase = request.passphrase or None
         if passphrase is not None and len(passphrase) < archive.MIN_PASSPHRASE:
             raise ExportPassphraseInvalid()
@@ -287,12 +291,49 @@ class Terminations:
             raise ExportNotAvailable()
         async with self.db.transaction(claims) as conn:
             found = await termination_of(conn, claims.practice_id)
-        if found is None or found.export_id is None:
+        if (
+            found is None
+            or found.export_id is None
+            or found.export_deleted_at is not None
+        ):
             raise ExportNotAvailable()
         path = self._export_path(claims.practice_id, found.export_id)
         if not path.is_file():
             raise ExportNotAvailable()
         return found, path
+
+    async def delete_export(self, claims: Claims) -> Termination:
+        """Delete the encrypted archive at an owner's request; the record keeps
+        when and by whom, and the download answers 404 from then on."""
+        practice_id = _acting_owner(claims)
+        if practice_id is None:
+            raise ExportNotAvailable()
+        async with self.db.transaction(claims) as conn:
+            found = await termination_of(conn, practice_id)
+            if (
+                found is None
+                or not found.complete
+                or found.export_id is None
+                or found.export_deleted_at is not None
+            ):
+                raise ExportNotAvailable()
+            await conn.execute(
+                "update app.practice_terminations set export_deleted_at = %s, "
+                "export_deleted_by = %s where practice_id = %s",
+                (self.clock.now(), claims.actor_id, practice_id),
+            )
+            # Inside the transaction: if the file cannot go, the record still says
+            # the export is there, and the owner can try again.
+            path = self._export_path(practice_id, found.export_id)
+            await to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+            done = await termination_of(conn, practice_id)
+        assert done is not None
+        log.info(
+            "baa_termination_export_deleted",
+            practice_id=str(practice_id),
+            export_id=str(found.export_id),
+        )
+        return done
 
     async def certificate_pdf(self, claims: Claims) -> tuple[Termination, bytes]:
         """The certificate of destruction, for owners and managers."""

@@ -15,7 +15,7 @@ from perpetua.db.pool import Conn, Database
 _COLUMNS = """
     practice_id, requested_by, requested_at, state, export_id, export_kdf,
     export_bytes, export_sha256, export_counts, destroyed_at, certificates,
-    certificate_object_id, certificate_sha256
+    certificate_object_id, certificate_sha256, export_deleted_at
 """
 
 
@@ -34,6 +34,7 @@ class Termination:
     certificates: list[dict[str, Any]] | None
     certificate_object_id: uuid.UUID | None
     certificate_sha256: str | None
+    export_deleted_at: dt.datetime | None
 
     @property
     def complete(self) -> bool:

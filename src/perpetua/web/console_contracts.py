@@ -241,6 +241,18 @@ async def termination_export(request: Request) -> Response:
     )
 
 
+@router.post("/agreement/termination/export/delete")
+async def delete_termination_export(
+    request: Request, csrf: str = Form("", alias="csrf_token")
+) -> Response:
+    check_csrf(request, csrf)
+    principal = await _principal(request)
+    if isinstance(principal, Response):
+        return principal
+    await terminations(request).delete_export(request_claims(request, principal))
+    return RedirectResponse("/agreement?export_deleted=1", status_code=303)
+
+
 @router.get("/agreement/termination/certificate.pdf")
 async def termination_certificate(request: Request) -> Response:
     principal = await _principal(request)

@@ -326,6 +326,8 @@ def test_members_see_the_terminated_state_in_the_console(client, target):
     console = sign_in_console(world, "owner")
     form = console.get("/agreement/terminate")
     assert 'data-testid="terminate-form"' in form.text
+    # The owner learns before confirming what becomes of calls under legal hold.
+    assert 'data-testid="termination-holds"' in form.text
 
     done = post_form(
         console,
