@@ -37,6 +37,7 @@ from perpetua.contracts.documents import DocumentStore
 from perpetua.contracts.service import owner_addresses
 from perpetua.crypto import DataClass, DeletionCertificate, KeyNotFound
 from perpetua.crypto.errors import CryptoError
+from perpetua.crypto.streaming import BinaryReader
 from perpetua.db.pool import Conn, Database
 from perpetua.identity.sessions import (
     Principal,
@@ -101,17 +102,17 @@ def _check_reopens(
     """The sealed file's size and SHA-256, once it has been read back through the
     archive format to a ZIP of the very length and digest that was written."""
     reopened = _Digest()
-    with path.open("rb") as reader:
-        header = archive.ArchiveHeader.read(reader)
-        archive.open_with_key(header, key.key, reader, reopened)
+    with path.open("rb") as file:
+        # One pass: the bytes that reopen are the bytes whose digest is recorded.
+        sealed = _DigestingReader(file)
+        header = archive.ArchiveHeader.read(sealed)
+        archive.open_with_key(header, key.key, sealed, reopened)
     if (reopened.size, reopened.hash.hexdigest()) != (
         contents.zip_bytes,
         contents.zip_sha256,
     ):
         raise ExportIncomplete("the archive did not reopen to its contents")
-    with path.open("rb") as reader:
-        sealed = hashlib.file_digest(reader, "sha256").hexdigest()
-    return path.stat().st_size, sealed
+    return sealed.size, sealed.hash.hexdigest()
 
 
 class _Digest:
@@ -125,6 +126,20 @@ class _Digest:
         self.hash.update(data)
         self.size += len(data)
         return len(data)
+
+
+class _DigestingReader(_Digest):
+    """A reader that keeps the length and SHA-256 of what it hands on."""
+
+    def __init__(self, file: BinaryReader) -> None:
+        super().__init__()
+        self._file = file
+
+    def readinto(self, buffer: memoryview, /) -> int:
+        got = self._file.readinto(buffer)
+        if got:
+            self.write(buffer[:got])
+        return got or 0
 
 
 def _acting_owner(claims: Claims) -> uuid.UUID | None:
