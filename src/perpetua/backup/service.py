@@ -27,7 +27,7 @@ import secrets
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import IO, cast
 
 import psycopg
@@ -36,6 +36,7 @@ from psycopg.conninfo import make_conninfo
 from perpetua.backup.manifest import Manifest
 from perpetua.blobs.objects import ObjectStore
 from perpetua.crypto.aead import key_version_of
+from perpetua.crypto.digests import DigestingReader, DigestingWriter, Progress
 from perpetua.crypto.errors import CryptoError, DecryptionFailed
 from perpetua.crypto.keystore import DataClass, Keystore
 from perpetua.crypto.streaming import (
@@ -61,8 +62,6 @@ PLATFORM = "platform"
 _DUMP = "dump.ppsb"
 _MANIFEST = "manifest.json"
 _STDERR_LIMIT = 16 << 10
-
-Progress = Callable[[int], None]
 
 
 class BackupFailed(PerpetuaError):
@@ -153,47 +152,6 @@ def _tool_version(path: str) -> str:
     return result.stdout.strip()
 
 
-# Streams with bookkeeping
-
-
-class _Counting:
-    """Hashes and counts what passes, and reports progress."""
-
-    def __init__(self, progress: Progress | None) -> None:
-        self.hash = hashlib.sha256()
-        self.count = 0
-        self._progress = progress
-
-    def _saw(self, data: memoryview) -> None:
-        self.hash.update(data)
-        self.count += len(data)
-        if self._progress is not None and len(data):
-            self._progress(len(data))
-
-
-class _CountingReader(_Counting):
-    def __init__(self, inner: BinaryReader, progress: Progress | None) -> None:
-        super().__init__(progress)
-        self._inner = inner
-
-    def readinto(self, buffer: memoryview, /) -> int:
-        got = self._inner.readinto(buffer) or 0
-        self._saw(buffer[:got])
-        return got
-
-
-class _CountingWriter(_Counting):
-    def __init__(self, inner: IO[bytes] | None, progress: Progress | None) -> None:
-        super().__init__(progress)
-        self._inner = inner
-
-    def write(self, data: memoryview, /) -> int:
-        self._saw(data)
-        if self._inner is not None:
-            self._inner.write(data)
-        return len(data)
-
-
 # Create
 
 
@@ -234,9 +192,9 @@ def create_backup(
     assert process.stderr is not None
     drain = _drain(process.stderr, errors)
     try:
-        plain = _CountingReader(cast(BinaryReader, process.stdout), progress)
+        plain = DigestingReader(cast(BinaryReader, process.stdout), progress)
         with objects.write(dump_key) as sink:
-            stored = _CountingWriter(cast(IO[bytes], sink), None)
+            stored = DigestingWriter(sink)
             encrypt_stream(
                 data_key,
                 plain,
@@ -320,7 +278,7 @@ def _plaintext(
             PLATFORM, DataClass.BACKUPS, manifest.backup_id, manifest.wrapped_key_bytes
         )
         with objects.open(f"{manifest.backup_id}/{_DUMP}") as source:
-            stored = _CountingReader(source, progress)
+            stored = DigestingReader(source, progress)
             for chunk in iter_decrypt(
                 data_key,
                 stored,

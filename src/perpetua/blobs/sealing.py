@@ -11,14 +11,14 @@ event loop run it in a worker thread.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
 
 from perpetua.blobs.objects import ObjectStore
 from perpetua.crypto.aead import key_version_of
+from perpetua.crypto.digests import DigestingReader, DigestingWriter, Progress
 from perpetua.crypto.errors import DecryptionFailed
 from perpetua.crypto.keystore import DataClass, Keystore
 from perpetua.crypto.streaming import (
@@ -31,8 +31,6 @@ from perpetua.crypto.streaming import (
 
 __all__ = ["Sealed", "iter_unsealed", "seal_object", "unseal_object"]
 
-Progress = Callable[[int], None]
-
 
 @dataclass(frozen=True)
 class Sealed:
@@ -43,44 +41,6 @@ class Sealed:
     size: int
     stored_size: int
     sha256: str
-
-
-class _HashingWriter:
-    def __init__(self, inner: BinaryWriter, progress: Progress | None) -> None:
-        self._inner = inner
-        self._progress = progress
-        self.hash = hashlib.sha256()
-        self.count = 0
-
-    def write(self, data: memoryview, /) -> int:
-        self.hash.update(data)
-        written = len(data)
-        view = data
-        while view:
-            done = self._inner.write(view)
-            if done is None or done >= len(view):
-                break
-            view = view[done:]
-        self.count += written
-        if self._progress is not None:
-            self._progress(written)
-        return written
-
-
-class _HashingReader:
-    def __init__(self, inner: BinaryReader, progress: Progress | None) -> None:
-        self._inner = inner
-        self._progress = progress
-        self.hash = hashlib.sha256()
-        self.count = 0
-
-    def readinto(self, buffer: memoryview, /) -> int:
-        got = self._inner.readinto(buffer) or 0
-        self.hash.update(buffer[:got])
-        self.count += got
-        if self._progress is not None and got:
-            self._progress(got)
-        return got
 
 
 def seal_object(
@@ -102,7 +62,7 @@ def seal_object(
         practice_id, data_class, object_id, data_key, key_period
     )
     with objects.write(key) as sink:
-        hashing = _HashingWriter(sink, progress)
+        hashing = DigestingWriter(sink, progress)
         size = encrypt_stream(
             data_key,
             reader,
@@ -144,7 +104,7 @@ def iter_unsealed(
         practice_id, data_class, object_id, wrapped_data_key, key_period
     )
     with objects.open(key) as source:
-        hashing = _HashingReader(source, progress)
+        hashing = DigestingReader(source, progress)
         yield from iter_decrypt(
             data_key,
             hashing,

@@ -34,6 +34,7 @@ from perpetua.blobs.errors import (
 )
 from perpetua.blobs.objects import ObjectStore, open_objects
 from perpetua.config import Settings
+from perpetua.crypto.digests import Progress
 from perpetua.crypto.errors import (
     CryptoError,
     DecryptionFailed,
@@ -59,8 +60,6 @@ BLOB_CLASSES = frozenset(
 )
 _NO_BUCKET = "_"
 _BATCH = 200
-
-Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)

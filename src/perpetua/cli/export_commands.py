@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import hashlib
 import json
 import os
+import shutil
 import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from perpetua.crypto.digests import DigestingWriter
 from perpetua.termination.archive import ArchiveError, open_archive
 
 
@@ -58,13 +59,13 @@ def _check_manifest(opened: zipfile.ZipFile, manifest: dict[str, Any]) -> None:
     if present != set(listed):
         raise ValueError("the export's files differ from its manifest")
     for name, facts in sorted(listed.items()):
-        digest = hashlib.sha256()
-        size = 0
+        tally = DigestingWriter()
         with opened.open(name) as member:
-            while chunk := member.read(1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
-        if (size, digest.hexdigest()) != (facts.get("bytes"), facts.get("sha256")):
+            shutil.copyfileobj(member, tally)
+        if (tally.count, tally.hash.hexdigest()) != (
+            facts.get("bytes"),
+            facts.get("sha256"),
+        ):
             raise ValueError(f"{name} differs from the export's manifest")
 
 

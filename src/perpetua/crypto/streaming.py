@@ -57,6 +57,7 @@ __all__ = [
     "decrypt_stream",
     "encrypt_stream",
     "iter_decrypt",
+    "write_all",
 ]
 
 # 1 MiB: measured by bench/crypto.py, it keeps per-segment overhead negligible
@@ -98,7 +99,7 @@ def _read_full(reader: BinaryReader, view: memoryview) -> int:
     return filled
 
 
-def _write_all(writer: BinaryWriter, view: memoryview) -> None:
+def write_all(writer: BinaryWriter, view: memoryview) -> None:
     # Raw files may accept fewer bytes than offered; buffered ones return all.
     while view:
         written = writer.write(view)
@@ -178,7 +179,7 @@ def encrypt_stream(
     cipher, header, prefix = _begin(
         data_key, practice_id, data_class, object_id, segment_size
     )
-    _write_all(writer, memoryview(header))
+    write_all(writer, memoryview(header))
 
     # Two input buffers: the look-ahead read tells whether the current segment
     # is the last one before it is sealed. One output buffer, reused.
@@ -203,7 +204,7 @@ def encrypt_stream(
         cipher.encrypt_into(
             _nonce(prefix, index, final), views[current][:filled], header, sealed
         )
-        _write_all(writer, sealed)
+        write_all(writer, sealed)
         total += filled
         if final:
             return total
@@ -239,7 +240,7 @@ class SealingWriter:
         self._index = 0
         self._closed = False
         self.plaintext_bytes = 0
-        _write_all(writer, memoryview(self._header))
+        write_all(writer, memoryview(self._header))
 
     def _seal(self, final: bool) -> None:
         if self._index >= _MAX_SEGMENTS:
@@ -251,7 +252,7 @@ class SealingWriter:
             self._header,
         )
         del self._pending[:take]
-        _write_all(self._writer, memoryview(sealed))
+        write_all(self._writer, memoryview(sealed))
         self._index += 1
 
     def write(self, data: bytes | bytearray | memoryview, /) -> int:
@@ -406,7 +407,7 @@ def decrypt_stream(
     """
     total = 0
     for view in _segments(data_key, reader, practice_id, data_class, object_id):
-        _write_all(writer, view)
+        write_all(writer, view)
         total += len(view)
     return total
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import uuid
 import zipfile
@@ -30,6 +29,8 @@ from typing import Any, Protocol
 from anyio import to_thread
 
 from perpetua.access.claims import Claims
+from perpetua.crypto.digests import DigestingWriter
+from perpetua.crypto.streaming import BinaryWriter
 from perpetua.errors import PerpetuaError
 from perpetua.records.gate import read
 from perpetua.records.service import Records
@@ -68,14 +69,6 @@ class CallMedia(Protocol):
 
 class ExportIncomplete(Exception):
     """Something could not be exported whole; nothing is destroyed then."""
-
-
-class ZipSink(Protocol):
-    """Where the ZIP goes: written in order, never read back or sought."""
-
-    def write(self, data: bytes, /) -> int: ...
-
-    def flush(self) -> None: ...
 
 
 @dataclass
@@ -155,8 +148,10 @@ async def _audit_pages(
 class _Zip:
     """The ZIP being written, one entry at a time, with the manifest's facts."""
 
-    def __init__(self, sink: ZipSink, now: dt.datetime) -> None:
-        self._digest = _Digesting(sink)
+    def __init__(self, sink: BinaryWriter, now: dt.datetime) -> None:
+        # The whole ZIP is counted and hashed on its way to the sink, so that the
+        # sealed file can be proven to reopen to exactly these bytes.
+        self._digest = DigestingWriter(sink)
         self._archive = zipfile.ZipFile(
             self._digest, "w", compression=zipfile.ZIP_DEFLATED
         )
@@ -169,48 +164,24 @@ class _Zip:
         info = zipfile.ZipInfo(name, date_time=self._stamp)
         info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
         info.external_attr = 0o600 << 16
-        digest = hashlib.sha256()
-        size = 0
+        tally = DigestingWriter()
         # Sizes are unknown until the end and may pass 4 GiB: ZIP64 from the start.
         entry = await to_thread.run_sync(
             lambda: self._archive.open(info, "w", force_zip64=True)
         )
         try:
             async for chunk in chunks:
-                digest.update(chunk)
-                size += len(chunk)
+                tally.write(chunk)
                 await to_thread.run_sync(entry.write, chunk)
         finally:
             await to_thread.run_sync(entry.close)
-        self.files[name] = {"bytes": size, "sha256": digest.hexdigest()}
+        self.files[name] = {"bytes": tally.count, "sha256": tally.hash.hexdigest()}
 
     async def finish(self, manifest: dict[str, Any]) -> tuple[int, str]:
         body = (json.dumps(manifest, indent=2) + "\n").encode()
         await self.add("manifest.json", _once(body))
         await to_thread.run_sync(self._archive.close)
-        return self._digest.size, self._digest.hash.hexdigest()
-
-
-class _Digesting:
-    """Counts and hashes the ZIP on its way to the sink, so that the sealed file
-    can be proven to reopen to exactly these bytes."""
-
-    def __init__(self, sink: ZipSink) -> None:
-        self._sink = sink
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes, /) -> int:
-        self.hash.update(data)
-        self.size += len(data)
-        self._sink.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self._sink.flush()
-
-    def close(self) -> None:
-        """The caller closes the sink: only it knows when the archive is whole."""
+        return self._digest.count, self._digest.hash.hexdigest()
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
@@ -251,7 +222,7 @@ async def write_export(
     claims: Claims,
     practice: dict[str, Any],
     now: dt.datetime,
-    sink: ZipSink,
+    sink: BinaryWriter,
     media: CallMedia | None = None,
 ) -> ExportContents:
     """Read the practice's whole record and write it to `sink` as a ZIP."""

@@ -36,8 +36,8 @@ from perpetua.clock import Clock
 from perpetua.contracts.documents import DocumentStore
 from perpetua.contracts.service import owner_addresses
 from perpetua.crypto import DataClass, DeletionCertificate, KeyNotFound
+from perpetua.crypto.digests import DigestingReader, DigestingWriter
 from perpetua.crypto.errors import CryptoError
-from perpetua.crypto.streaming import BinaryReader
 from perpetua.db.pool import Conn, Database
 from perpetua.identity.sessions import (
     Principal,
@@ -101,45 +101,18 @@ def _check_reopens(
 ) -> tuple[int, str]:
     """The sealed file's size and SHA-256, once it has been read back through the
     archive format to a ZIP of the very length and digest that was written."""
-    reopened = _Digest()
+    reopened = DigestingWriter()
     with path.open("rb") as file:
         # One pass: the bytes that reopen are the bytes whose digest is recorded.
-        sealed = _DigestingReader(file)
+        sealed = DigestingReader(file)
         header = archive.ArchiveHeader.read(sealed)
         archive.open_with_key(header, key.key, sealed, reopened)
-    if (reopened.size, reopened.hash.hexdigest()) != (
+    if (reopened.count, reopened.hash.hexdigest()) != (
         contents.zip_bytes,
         contents.zip_sha256,
     ):
         raise ExportIncomplete("the archive did not reopen to its contents")
-    return sealed.size, sealed.hash.hexdigest()
-
-
-class _Digest:
-    """A writer that keeps only the length and SHA-256 of what it is given."""
-
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: memoryview, /) -> int:
-        self.hash.update(data)
-        self.size += len(data)
-        return len(data)
-
-
-class _DigestingReader(_Digest):
-    """A reader that keeps the length and SHA-256 of what it hands on."""
-
-    def __init__(self, file: BinaryReader) -> None:
-        super().__init__()
-        self._file = file
-
-    def readinto(self, buffer: memoryview, /) -> int:
-        got = self._file.readinto(buffer)
-        if got:
-            self.write(buffer[:got])
-        return got or 0
+    return sealed.count, sealed.hash.hexdigest()
 
 
 def _acting_owner(claims: Claims) -> uuid.UUID | None:
