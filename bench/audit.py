@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import tempfile
@@ -39,6 +40,7 @@ from perpetua.audit.merkle import (
     inclusion_proof_size,
 )
 from perpetua.audit.sealing import Sealer, open_keystore
+from perpetua.cli.audit_commands import VERIFY_CONNECTIONS
 from perpetua.config import Settings
 from perpetua.db.embedded import ADMIN_ROLE
 from perpetua.db.migrations import migrate
@@ -149,12 +151,17 @@ def owner_as_system(target: DatabaseTarget) -> psycopg.Connection[tuple[object, 
     return conn
 
 
-def bench_verify(target: DatabaseTarget, keystore_dir: Path) -> tuple[int, float]:
+def bench_verify(
+    target: DatabaseTarget, keystore_dir: Path, connections: int
+) -> tuple[int, float]:
     keystore = open_keystore(keystore_dir)
-    with owner_as_system(target) as conn:
+    with contextlib.ExitStack() as stack:
+        conn, *readers = [
+            stack.enter_context(owner_as_system(target)) for _ in range(connections)
+        ]
         conn.execute("analyze audit.sealed")
         started = time.perf_counter()
-        report = verify_practice(conn, keystore, LOG_PRACTICE)
+        report = verify_practice(conn, keystore, LOG_PRACTICE, readers=readers)
         elapsed = time.perf_counter() - started
     assert report.ok, report.message
     return report.sealed_count, report.sealed_count / elapsed
@@ -202,14 +209,25 @@ def main() -> None:
             reads_per_s = bench_reads(target, args.reads)
             insert_backlog(target, args.events)
             sealed, seal_per_s = bench_sealing(target, work / "keys")
-            verified, verify_per_s = bench_verify(target, work / "keys")
+            # One connection, then as `perpetua audit verify` runs by default.
+            _, verify_one_per_s = bench_verify(target, work / "keys", 1)
+            verified, verify_per_s = bench_verify(
+                target, work / "keys", VERIFY_CONNECTIONS
+            )
             sizes = proof_sizes(target, sealed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"audited reads   {args.reads:>9} events  {reads_per_s:>9,.0f} events/s")
     print(f"sealing         {sealed:>9} events  {seal_per_s:>9,.0f} events/s")
-    print(f"verification    {verified:>9} events  {verify_per_s:>9,.0f} events/s")
+    print(
+        f"verification    {verified:>9} events  {verify_one_per_s:>9,.0f} events/s"
+        "  (1 connection)"
+    )
+    print(
+        f"verification    {verified:>9} events  {verify_per_s:>9,.0f} events/s"
+        f"  ({VERIFY_CONNECTIONS} connections, as the CLI)"
+    )
     print("inclusion proof sizes:")
     for line in sizes:
         print(line)

@@ -39,6 +39,11 @@ from perpetua.errors import InvalidInput
 # Below this many events a progress bar would only flicker.
 _PROGRESS_FROM = 50_000
 
+# Database connections rendering the log at once during `audit verify`: each is
+# one PostgreSQL process, so two keep a two-core database busy while this
+# process hashes; a larger database server can be given more.
+VERIFY_CONNECTIONS = 2
+
 
 def register(sub: Any) -> None:
     audit = sub.add_parser("audit", help="seal and verify the tamper-evident audit log")
@@ -62,6 +67,13 @@ def register(sub: Any) -> None:
         "--key",
         metavar="VKEY",
         help="with --archive: the verifier key you trust, from outside the archive",
+    )
+    verify.add_argument(
+        "--connections",
+        metavar="N",
+        type=int,
+        default=VERIFY_CONNECTIONS,
+        help=f"database connections reading at once (default {VERIFY_CONNECTIONS})",
     )
     verify.add_argument(
         "--origin-host", default=DEFAULT_ORIGIN_HOST, help=argparse.SUPPRESS
@@ -89,6 +101,8 @@ def run_verify(args: argparse.Namespace, _extra: list[str]) -> int:
     if args.archive is not None:
         return verify_archive_file(args.archive, args.key)
     practice = _practice(args.practice)
+    if not 1 <= args.connections <= 32:
+        raise InvalidInput("--connections must be between 1 and 32")
     settings = load_settings(data_dir=args.data_dir)
     keystore = open_keystore(settings.data_dir)
     with open_target(settings) as target:
@@ -97,6 +111,7 @@ def run_verify(args: argparse.Namespace, _extra: list[str]) -> int:
             keystore,
             practice,
             origin_host=args.origin_host,
+            connections=args.connections,
         )
 
 
@@ -136,27 +151,42 @@ def verify_database(
     practice: uuid.UUID | None = None,
     *,
     origin_host: str = DEFAULT_ORIGIN_HOST,
+    connections: int = VERIFY_CONNECTIONS,
 ) -> int:
     """Verify one or every practice's log; print a line each; 0 if all verify."""
-    with psycopg.connect(owner_conninfo, autocommit=True) as conn:
-        # The owner is under forced row-level security like everyone; as the
-        # system it may read every practice's log (policy events_sealer).
-        conn.execute(
-            "select set_config('request.jwt.claims', %s, false)",
-            (json.dumps(system_claims("cli-audit-verify").as_json()),),
-        )
+    with contextlib.ExitStack() as stack:
+        conn, *readers = [
+            stack.enter_context(_owner_as_system(owner_conninfo))
+            for _ in range(connections)
+        ]
         practices = [practice] if practice else practices_to_verify(conn)
         failed = 0
         for one in practices:
             with _progress_bar(str(one)) as progress:
                 report = verify_practice(
-                    conn, keystore, one, origin_host=origin_host, progress=progress
+                    conn,
+                    keystore,
+                    one,
+                    origin_host=origin_host,
+                    progress=progress,
+                    readers=readers,
                 )
             _print_report(report)
             failed += not report.ok
     if not practices:
         print("no audit events yet")
     return 1 if failed else 0
+
+
+def _owner_as_system(owner_conninfo: str) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(owner_conninfo, autocommit=True)
+    # The owner is under forced row-level security like everyone; as the system
+    # it may read every practice's log (policy events_sealer).
+    conn.execute(
+        "select set_config('request.jwt.claims', %s, false)",
+        (json.dumps(system_claims("cli-audit-verify").as_json()),),
+    )
+    return conn
 
 
 def _print_report(report: DbVerification) -> None:
