@@ -120,8 +120,9 @@ async def upload_call(
 ) -> IngestedOut:
     """Record a call from a telephony provider, with its recording and transcript
     (API tokens with the `calls:create` scope). Card numbers are removed from the
-    transcript, and the same seconds silenced in a WAV recording, before
-    anything is stored; nothing is stored that the practice opted out of."""
+    transcript, and the same seconds silenced in the recording (WAV, MP3 or
+    Ogg), before anything is stored; nothing is stored that the practice opted
+    out of."""
     if principal.user_kind != "api_token" or principal.practice_id is None:
         raise IntegrationOnly()
     recording = None

@@ -8,7 +8,8 @@ webhook, the upload API, `perpetua calls import`):
     ingest.py                honour the retention opt-out (0 days: store nothing)
     media.py                 recognise WAV, MP3 and OGG by their first bytes
     transcripts.py           parse turns; redact card numbers (perpetua.redaction)
-    silence.py               silence the same spans in a WAV recording
+    silence.py               silence the same spans in the recording (WAV edited
+                             in place, MP3/Ogg decoded and encoded again)
     ingest.py                record the call, put the bytes in the blob store
     service.py               phi_api.open_call_media records view/playback, then
                              the blob store streams the plaintext, in memory only;

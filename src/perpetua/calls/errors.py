@@ -20,13 +20,14 @@ class UnsupportedMedia(PerpetuaError):
 
 
 class RecordingNotSilenceable(PerpetuaError):
-    """A card number was spoken in a recording whose format we cannot edit."""
+    """A card number was spoken in a recording that cannot be silenced."""
 
     code = "recording_not_silenceable"
     status = 422
     title = (
-        "The transcript holds a card number, and only WAV (PCM) recordings can be "
-        "silenced; send the recording as WAV, or without the recording"
+        "The transcript holds a card number that cannot be silenced in the "
+        "recording; send word timings for it and a PCM WAV, MP3 or Ogg (Vorbis or "
+        "Opus) recording, or send no recording"
     )
 
 

@@ -1,15 +1,16 @@
 """Taking a call in: check, redact, silence, honour the opt-out, then store.
 
 Every step that can refuse runs before anything is written: a recording that is
-not WAV/MP3/OGG, an unreadable transcript, or a card number in audio we cannot
-silence stops the whole delivery with nothing stored. Then the practice's
-retention decides what may be kept at all: a kind set to 0 days (opted out), or
-already past its retention, is dropped in memory and never reaches the blob store
-or the database.
+not WAV/MP3/OGG, an unreadable transcript, or a card number in audio that cannot
+be silenced (no word timings, or audio that does not decode) stops the whole
+delivery with nothing stored. Then the practice's retention decides what may be
+kept at all: a kind set to 0 days (opted out), or already past its retention, is
+dropped in memory and never reaches the blob store or the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 import uuid
@@ -19,9 +20,9 @@ from perpetua.blobs import BlobStore
 from perpetua.calls import settings as call_settings
 from perpetua.calls import transcripts
 from perpetua.calls.errors import RecordingNotSilenceable
-from perpetua.calls.media import WAV, check_recording_size, sniff_audio
+from perpetua.calls.media import check_recording_size, sniff_audio
 from perpetua.calls.models import IncomingCall, Ingested
-from perpetua.calls.silence import silence_wav
+from perpetua.calls.silence import silence
 from perpetua.crypto.errors import NormalizationError
 from perpetua.crypto.keystore import DataClass
 from perpetua.db.pool import Database
@@ -65,11 +66,11 @@ def prepare_media(
         return (recording, kind), redacted, False
 
     # A card number was spoken: the recording is kept only once those seconds
-    # are silence. Without timings for every span, or in a compressed format we
-    # cannot edit, the recording is refused rather than stored with the digits.
-    if not redacted.audio_complete or kind != WAV:
+    # are silence. Without timings for every span, or in audio that cannot be
+    # decoded, the recording is refused rather than stored with the digits.
+    if not redacted.audio_complete:
         raise RecordingNotSilenceable()
-    return (silence_wav(recording, redacted.audio), kind), redacted, True
+    return (silence(recording, kind, redacted.audio), kind), redacted, True
 
 
 def _expired(started: dt.datetime, days: int, now: dt.datetime) -> bool:
@@ -108,9 +109,10 @@ async def ingest(
         not_stored.append("transcript: the practice keeps no transcripts this old")
 
     # A kept recording is silenced by the transcript's spans even when the
-    # transcript itself is not kept.
-    recording, redacted, silenced = prepare_media(
-        delivered_recording, incoming.transcript
+    # transcript itself is not kept. Re-encoding a long MP3 or Ogg recording
+    # takes seconds of CPU, so it runs beside the event loop, not on it.
+    recording, redacted, silenced = await asyncio.to_thread(
+        prepare_media, delivered_recording, incoming.transcript
     )
     found = redacted.redactions if redacted else 0
     if delivered_transcript is None:

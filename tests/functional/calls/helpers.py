@@ -1,6 +1,7 @@
-"""Synthetic calls for the calls tests: WAV audio made with `wave`, transcripts
-with a test card number (4111 1111 1111 1111, a well-known test number), and the
-API token a telephony integration would use."""
+"""Synthetic calls for the calls tests: WAV audio made with `wave`, MP3 and Ogg
+tones encoded with `soundfile`, transcripts with a test card number (4111 1111 1111
+1111, a well-known test number), and the API token a telephony integration would
+use."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import wave
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import soundfile
 from tests.support.world import World
 
 from perpetua.clock import FrozenClock
@@ -30,6 +33,41 @@ def make_wav(seconds: float = 6.0, rate: int = RATE) -> bytes:
         writer.setframerate(rate)
         writer.writeframes(struct.pack("<h", LEVEL) * int(seconds * rate))
     return out.getvalue()
+
+
+# A steady 440 Hz tone at this peak level: its RMS is TONE_LEVEL / sqrt(2).
+TONE_LEVEL = 0.3
+
+
+def make_compressed(
+    container: str, codec: str, seconds: float = 6.0, rate: int = RATE, channels=1
+) -> bytes:
+    """A steady tone encoded as `container`/`codec` (libsndfile's names, for
+    example "MP3"/"MPEG_LAYER_III" or "OGG"/"OPUS")."""
+    t = np.arange(int(seconds * rate)) / rate
+    tone = (TONE_LEVEL * np.sin(2 * np.pi * 440 * t)).astype("float32")
+    out = io.BytesIO()
+    with soundfile.SoundFile(
+        out, "w", rate, channels, subtype=codec, format=container
+    ) as writer:
+        # Written in blocks: one long write overflows libvorbis's stack buffer.
+        block = np.repeat(tone[:, None], channels, axis=1)
+        for start in range(0, len(block), 4096):
+            writer.write(block[start : start + 4096])
+    return out.getvalue()
+
+
+def decode(data: bytes) -> tuple[Any, int]:
+    """Decoded frames (frames x channels, float) and the sample rate."""
+    frames, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return frames, rate
+
+
+def rms(frames: Any, rate: int, start: float, end: float) -> float:
+    """Root mean square level of every channel between `start` and `end` seconds."""
+    window = frames[int(start * rate) : int(end * rate)]
+    assert len(window) > 0, "the window lies past the end of the audio"
+    return float(np.sqrt(np.mean(np.square(window, dtype="float64"))))
 
 
 def samples(data: bytes) -> list[int]:

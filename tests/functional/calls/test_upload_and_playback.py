@@ -111,6 +111,8 @@ def test_integrations_upload_text_transcripts_and_people_cannot(client, target, 
 def test_only_audio_that_can_be_made_safe_is_stored(client, target, clock):
     world = build_world(client, target)
     token = integration_token(world)
+    # MP3 by its first bytes, but no audio decodes from it: the card number
+    # cannot be silenced, so nothing is stored.
     mp3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64" + bytes(400)
     refused = upload(world, token, clock, recording=mp3, transcript=timed_turns())
     assert refused.status_code == 422
@@ -127,7 +129,9 @@ def test_only_audio_that_can_be_made_safe_is_stored(client, target, clock):
     assert pdf.status_code == 415
     assert pdf.json()["code"] == "unsupported_media"
 
-    # The same MP3 with a clean transcript is fine, and so is OGG.
+    # Without a card number nothing needs silencing, so the bytes are stored as
+    # delivered (not decoded): the same MP3 with a clean transcript is fine, and
+    # so is OGG.
     clean = upload(
         world, token, clock, recording=mp3, transcript="Caller: I need to reschedule"
     )
