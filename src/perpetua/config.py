@@ -33,6 +33,12 @@ class Settings:
     blob_store_url: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    # Witnessing: signed audit checkpoints copied to a bucket under Object Lock
+    # (`audit/witness_store.py`); off unless a store URL is set.
+    witness_store_url: str | None = None
+    witness_s3_endpoint_url: str | None = None
+    witness_s3_region: str | None = None
+    witness_retention_days: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -79,4 +85,8 @@ def load_settings(
         blob_store_url=env.get("PERPETUA_BLOB_STORE") or None,
         s3_endpoint_url=env.get("PERPETUA_S3_ENDPOINT_URL") or None,
         s3_region=env.get("PERPETUA_S3_REGION") or None,
+        witness_store_url=env.get("PERPETUA_WITNESS_STORE") or None,
+        witness_s3_endpoint_url=env.get("PERPETUA_WITNESS_S3_ENDPOINT_URL") or None,
+        witness_s3_region=env.get("PERPETUA_WITNESS_S3_REGION") or None,
+        witness_retention_days=env.get("PERPETUA_WITNESS_RETENTION_DAYS") or None,
     )

@@ -31,12 +31,19 @@ from perpetua.api.records_schemas import (
     ProviderOut,
 )
 from perpetua.api.schemas import Problem
+from perpetua.audit.viewer import member_names
 from perpetua.identity.sessions import Principal
 from perpetua.records import service as records
 from perpetua.records.service import Records
 from perpetua.web.claims import api_session_reader, request_claims
 from perpetua.web.context import api_principal, services
-from perpetua.web.csv_export import SCHEDULE_COLUMNS, csv_response, schedule_rows
+from perpetua.web.csv_export import (
+    ACCESS_REPORT_COLUMNS,
+    SCHEDULE_COLUMNS,
+    access_report_rows,
+    csv_response,
+    schedule_rows,
+)
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "content": {"application/problem+json": {}}}
@@ -293,11 +300,16 @@ async def break_glass(
 async def access_report(
     patient_id: uuid.UUID, principal: Authed, request: Request
 ) -> list[AccessEventOut]:
-    """Every recorded access to one patient's records: who, when, what, why."""
-    found = await _records(request).access_report(
-        request_claims(request, principal), patient_id
-    )
-    return [_out(AccessEventOut, e) for e in found]
+    """Every recorded access to one patient's records, newest first: who, when,
+    what, why, with what outcome (owners and managers; recorded as a view of the
+    audit log naming the patient)."""
+    claims = request_claims(request, principal)
+    found = await _records(request).access_report(claims, patient_id)
+    names = await member_names(services(request).db, claims)
+    return [
+        _out(AccessEventOut, e).model_copy(update={"actor_name": names.get(e.actor_id)})
+        for e in found
+    ]
 
 
 _CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}}}
@@ -321,6 +333,24 @@ async def export_patients(principal: Authed, request: Request) -> Response:
     rows = [[p.id, p.name, p.birth_date, p.phone, p.ehr_ref] for p in found]
     header = ("patient_id", "name", "birth_date", "phone", "ehr_ref")
     return csv_response(header, rows, "patients.csv")
+
+
+@exports.get(
+    "/patients/{patient_id}/access-report.csv", response_class=Response, responses=_CSV
+)
+async def access_report_csv(
+    patient_id: uuid.UUID, principal: Authed, request: Request
+) -> Response:
+    """The patient access report as CSV, for answering the patient (owners and
+    managers; recorded as an export of the audit log naming the patient)."""
+    claims = request_claims(request, principal)
+    found = await _records(request).access_report(claims, patient_id, "export")
+    names = await member_names(services(request).db, claims)
+    response = csv_response(
+        ACCESS_REPORT_COLUMNS, access_report_rows(found, names), "access-report.csv"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @router.delete("/appointments/{appointment_id}", status_code=204)
@@ -445,16 +475,6 @@ AUDIT_COLUMNS = (
     "outcome",
     "request_id",
 )
-
-
-@router.get("/audit/events", tags=["audit"])
-async def audit_events(
-    principal: Authed, request: Request, since: dt.datetime, until: dt.datetime
-) -> list[dict[str, Any]]:
-    """The practice's audit events in a range (owners and managers)."""
-    return await _records(request).audit_events(
-        request_claims(request, principal), since, until
-    )
 
 
 @exports.get(

@@ -139,6 +139,7 @@ class AccessEventOut(BaseModel):
     occurred_at: dt.datetime
     actor_kind: str
     actor_id: uuid.UUID
+    actor_name: str | None = None
     actor_role: str | None
     action: str
     resource_type: str
@@ -146,3 +147,4 @@ class AccessEventOut(BaseModel):
     reason: str | None
     outcome: str
     request_id: str
+    client_ip: str | None = None

@@ -50,6 +50,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from perpetua.audit.archive_record import archive_record_ok
 from perpetua.audit.canonical import MalformedEvent, encode_event
 from perpetua.audit.checkpoint import NoteError, NoteVerifier, open_checkpoint
 from perpetua.audit.merkle import Frontier, InvalidProof, leaf_hash
@@ -80,6 +81,7 @@ DbFailure = Literal[
     "truncated",
     "state_mismatch",
     "unsealed_event",
+    "bad_archive",
 ]
 
 # Indices per round trip: about 20 MB of lines, few enough queries that their
@@ -182,19 +184,37 @@ _SPAN_QUERY = """
   where practice_id = %(practice)s and leaf_index >= %(lo)s and leaf_index < %(hi)s
 """
 
+# An index whose event left with its month for a monthly archive (archive.py):
+# gone from audit.events, inside a range whose signed record was checked.
+_ARCHIVED_ROW = """
+  e.id is null and exists (
+    select 1
+    from unnest(
+      %(archived_from)s::timestamptz[], %(archived_to)s::timestamptz[]
+    ) a(range_from, range_to)
+    where s.occurred_at >= a.range_from and s.occurred_at < a.range_to
+  )
+"""
+
+# An archived event's line is the marker "A" (no rendering is ever that short),
+# and its stored leaf is taken as it is.
 _CHUNK_QUERY = _JOINED.format(
     columns=f"""
     count(*) as n,
     min(s.leaf_index) as lo,
     max(s.leaf_index) as hi,
     count(e.id) as present,
-    count(*) filter (where s.encoding = 2) as v2,
-    count(*) filter (
+    count(*) filter (where {_ARCHIVED_ROW}) as archived,
+    count(*) filter (where s.encoding = 2 or e.id is null) as v2,
+    count(e.id) filter (
       where s.occurred_at < coalesce(%(scan_from)s::timestamptz, '-infinity')
     ) as before_scan,
     string_agg(s.leaf_hash, ''::bytea order by s.leaf_index) as leaves,
     string_agg(
-      convert_to({CHUNK_LINE_V2}, 'UTF8'), '\\x0a'::bytea order by s.leaf_index
+      convert_to(
+        case when {_ARCHIVED_ROW} then 'A' else {CHUNK_LINE_V2} end, 'UTF8'
+      ),
+      '\\x0a'::bytea order by s.leaf_index
     ) as lines
     """
 )
@@ -202,7 +222,8 @@ _CHUNK_QUERY = _JOINED.format(
 _ROWS_QUERY = (
     _JOINED.format(
         columns=f"""
-    s.leaf_index, s.leaf_hash, s.encoding,
+    s.leaf_index, s.leaf_hash, s.encoding, s.occurred_at as sealed_at,
+    {_ARCHIVED_ROW} as archived,
     case when e.id is not null and s.encoding = 2
       then convert_to({EVENT_LINE_V2}, 'UTF8') end as line,
     e.id, e.occurred_at, e.actor_kind, e.actor_id, e.actor_role, e.action,
@@ -293,6 +314,11 @@ def verify_practice(
     message = (
         f"{checker.sealed} events proven by {len(checker.checkpoints)} checkpoints"
     )
+    if checker.archived:
+        message += (
+            f" ({checker.archived} of them in months moved to archives, proven by "
+            "their stored leaves and signed archive records)"
+        )
     if checker.pending:
         message += f"; {checker.pending} recent events not yet sealed"
     return DbVerification(
@@ -356,11 +382,21 @@ class _Checker:
         self.scan_from: datetime | None = None
         # Sealed events older than scan_from: every event that old must be one.
         self.sealed_before_scan = 0
+        # Month ranges whose events were archived, each with a valid record.
+        self.archived_from: list[datetime] = []
+        self.archived_to: list[datetime] = []
+        self.archived = 0
 
     def run(self) -> None:
         # Every kind of damage is looked for; the one at the lowest index is
         # reported, since later indices may only be collateral.
-        for step in (self._check_checkpoints, self._check_events, self._check_unsealed):
+        steps = (
+            self._check_checkpoints,
+            self._check_archives,
+            self._check_events,
+            self._check_unsealed,
+        )
+        for step in steps:
             try:
                 step()
             except _Failed as failure:
@@ -418,6 +454,52 @@ class _Checker:
                 )
             previous = _Checkpoint(size, opened.root, opened.time)
             self.checkpoints.append(previous)
+
+    def _check_archives(self) -> None:
+        """Accept a month as archived only on a valid signed record that counts
+        exactly the sealed indices in its range."""
+        rows = self.conn.execute(
+            """
+            select a.range_from, a.range_to, a.events, a.file_sha256, a.note,
+              a.key_version,
+              (select count(*) from audit.sealed s
+                where s.practice_id = a.practice_id
+                  and s.occurred_at >= a.range_from
+                  and s.occurred_at < a.range_to) as sealed,
+              (select min(s.leaf_index) from audit.sealed s
+                where s.practice_id = a.practice_id
+                  and s.occurred_at >= a.range_from) as first_index
+            from audit.archived_months a
+            where a.practice_id = %s
+            order by a.range_from
+            """,
+            (self.practice,),
+        ).fetchall()
+        cache: dict[int, NoteVerifier] = {}
+        for start, end, events, digest, note, version, sealed, first in rows:
+            at = first if first is not None else 0
+            try:
+                verifier = self._verifier(version, cache)
+            except _Failed as failure:
+                raise _Failed("bad_archive", at, failure.message) from None
+            signed = archive_record_ok(
+                note, verifier, self.origin, start, end, events, bytes(digest)
+            )
+            if not signed:
+                raise _Failed(
+                    "bad_archive",
+                    at,
+                    f"the archive record from {start:%Y-%m} is not validly signed",
+                )
+            if sealed != events:
+                raise _Failed(
+                    "bad_archive",
+                    at,
+                    f"the archive record from {start:%Y-%m} counts {events} events, "
+                    f"the sealed index {sealed}",
+                )
+            self.archived_from.append(start)
+            self.archived_to.append(end)
 
     def _check_events(self) -> None:
         state = self.conn.execute(
@@ -488,18 +570,29 @@ class _Checker:
             while True:
                 params, row = in_flight.popleft().result()
                 lo = params["lo"]
-                n, first, last, present, v2, before, stored, lines = row
+                n, first, last, present, archived, v2, before, stored, lines = row
                 if n == 0:
                     self._check_no_index_after(lo)
                     return
-                perfect = first == lo and last == lo + n - 1 and present == n == v2
-                if perfect:
+                perfect = (
+                    first == lo and last == lo + n - 1 and present + archived == n == v2
+                )
+                if perfect and archived:
+                    leaves = [
+                        stored[32 * k : 32 * k + 32]
+                        if line == b"A"
+                        else sha(b"\x00" + line).digest()
+                        for k, line in enumerate(lines.split(b"\n"))
+                    ]
+                    perfect = len(leaves) == n and b"".join(leaves) == stored
+                elif perfect:
                     leaves = [
                         sha(b"\x00" + line).digest() for line in lines.split(b"\n")
                     ]
                     perfect = len(leaves) == n and b"".join(leaves) == stored
                 if perfect:
                     self.sealed_before_scan += before
+                    self.archived += archived
                 else:
                     leaves = self._leaves_row_by_row(params, lo)
                 yield leaves
@@ -518,6 +611,8 @@ class _Checker:
             "lo": lo,
             "hi": lo + _CHUNK,
             "scan_from": self.scan_from,
+            "archived_from": self.archived_from,
+            "archived_to": self.archived_to,
         }
         span = conn.execute(_SPAN_QUERY, params).fetchone()
         assert span is not None
@@ -549,9 +644,16 @@ class _Checker:
                         "index_gap", expected, f"sealed index {expected} is missing"
                     )
                 if row["id"] is None:
-                    raise _Failed(
-                        "missing_event", index, f"event {index} is gone or was moved"
-                    )
+                    if not row["archived"]:
+                        raise _Failed(
+                            "missing_event",
+                            index,
+                            f"event {index} is gone or was moved",
+                        )
+                    leaves.append(bytes(row["leaf_hash"]))
+                    self.archived += 1
+                    expected += 1
+                    continue
                 if row["encoding"] == 2:
                     # A NOT NULL column emptied behind the table's back renders
                     # no line at all.

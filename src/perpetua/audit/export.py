@@ -26,7 +26,11 @@ from typing import Any
 from perpetua.access.claims import ReadCaller
 from perpetua.audit.canonical import decode_event, encode_event
 from perpetua.audit.fhir import audit_event_resource
-from perpetua.audit.offline_verify import practice_log_origin, write_archive
+from perpetua.audit.offline_verify import (
+    ArchivedLeaf,
+    practice_log_origin,
+    write_archive,
+)
 from perpetua.audit.sealing import DEFAULT_ORIGIN_HOST, event_from_row, signer_for
 from perpetua.crypto.keystore import DataClass, Keystore
 from perpetua.db.pool import Database
@@ -56,10 +60,15 @@ class AuditArchive:
 
 def _event_lines(
     practice_id: str, rows: Sequence[Mapping[str, Any]]
-) -> Iterator[bytes]:
+) -> Iterator[bytes | ArchivedLeaf]:
     for row in rows:
         index = row["at_index"]
         if row["id"] is None:
+            # Moved to a monthly archive after seven years: the leaf keeps its
+            # place in the tree, and the verifier reports it as archived.
+            if row["archived"]:
+                yield ArchivedLeaf(index, bytes(row["leaf"]))
+                continue
             # Exporting around the hole would hand the practice an archive that
             # fails for a reason it cannot see; say so instead.
             raise DamagedLog(f"sealed event {index} is missing from the database")
@@ -122,6 +131,8 @@ async def export_fhir(
     events = [r for r in rows if r["kind"] == "event"]
     out = io.BytesIO()
     for line in _event_lines(practice_id, events):
+        if isinstance(line, ArchivedLeaf):
+            continue  # its content left the database with its month
         resource = audit_event_resource(decode_event(line), source=origin)
         out.write(json.dumps(resource, separators=(",", ":")).encode("utf-8") + b"\n")
     return out.getvalue()

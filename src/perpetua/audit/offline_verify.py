@@ -7,6 +7,9 @@ is a UTF-8 JSON Lines file:
    public verifier key;
 2. every event, in index order from 0, each line being exactly the event's
    canonical bytes (so the Merkle leaf is ``SHA-256(0x00 || line)``);
+   or, for an event moved to a monthly archive after seven years (``archive``),
+   ``{"archived_leaf": "<base64 leaf hash>", "index": i, "practice_id": ...}``:
+   its place in the tree without its content, counted and reported as such;
 3. the signed checkpoints, oldest first, as ``{"checkpoint": "<signed note>"}``;
 4. a footer ``{"end": {"checkpoints": k, "events": n}}`` so that a truncated or
    trimmed file is noticed even where no signature would catch it.
@@ -26,6 +29,7 @@ each line of the suspect range fully decoded, to name the first bad index.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import itertools
@@ -55,6 +59,7 @@ __all__ = [
     "ARCHIVE_FORMAT",
     "ARCHIVE_VERSION",
     "ArchiveHeader",
+    "ArchivedLeaf",
     "FailureCode",
     "VerificationReport",
     "practice_log_origin",
@@ -88,6 +93,28 @@ _END_PREFIX = b'{"end":'
 # In canonical JSON a quote inside a string is always escaped, so this pattern
 # can only match the top-level key; keys are sorted, so "index" is never first.
 _INDEX = re.compile(rb',"index":(\d+),')
+_ARCHIVED_PREFIX = b'{"archived_leaf":"'
+_ARCHIVED = re.compile(
+    rb'\{"archived_leaf":"([A-Za-z0-9+/]{43}=)","index":(0|[1-9][0-9]*),'
+    rb'"practice_id":"([0-9a-f-]{36})"\}'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedLeaf:
+    """An event no longer in the database: its index and leaf hash only."""
+
+    index: int
+    leaf: bytes
+
+    def to_line(self, practice_id: str) -> bytes:
+        return _dumps(
+            {
+                "archived_leaf": base64.b64encode(self.leaf).decode("ascii"),
+                "index": self.index,
+                "practice_id": practice_id,
+            }
+        )
 
 
 def practice_log_origin(practice_id: str, host: str = "perpetua.example") -> str:
@@ -134,6 +161,8 @@ class VerificationReport:
     checkpoint_count: int = 0
     last_checkpoint: Checkpoint | None = None
     key_pinned: bool = False
+    # Events present by their leaf hash only, moved to a monthly archive.
+    archived_count: int = 0
 
     @property
     def unsealed_count(self) -> int:
@@ -158,12 +187,13 @@ def write_archive(
     practice_id: str,
     origin: str,
     verifier_key: str,
-    events: Iterable[AuditEvent | bytes],
+    events: Iterable[AuditEvent | bytes | ArchivedLeaf],
     checkpoints: Iterable[str],
 ) -> int:
     """Write an archive and return the number of events written.
 
-    ``events`` may be event mappings or their canonical bytes, in index order.
+    ``events`` may be event mappings, their canonical bytes, or the leaves of
+    archived events, in index order.
     The writer refuses to produce an archive its own verifier would reject for
     structural reasons (gaps, another practice's event, a foreign key).
     """
@@ -172,6 +202,12 @@ def write_archive(
 
     count = 0
     for item in events:
+        if isinstance(item, ArchivedLeaf):
+            if item.index != count or len(item.leaf) != 32:
+                raise MalformedEvent(f"archived leaf {item.index} is not event {count}")
+            out.write(item.to_line(practice_id) + b"\n")
+            count += 1
+            continue
         if isinstance(item, bytes):
             line, event = item, decode_event(item)
         else:
@@ -226,6 +262,7 @@ class _Verifier:
         self.trusted_notes = trusted_checkpoints
         self.header: ArchiveHeader | None = None
         self.event_count = 0
+        self.archived = 0
         self.sealed = 0
         self.checkpoints: list[Checkpoint] = []
         self.tail_start = 0
@@ -290,6 +327,11 @@ class _Verifier:
             )
         unsealed = events - self.sealed
         message = f"{self.sealed} events proven by {len(checkpoints)} checkpoints"
+        if self.archived:
+            message += (
+                f"; {self.archived} of them were moved to monthly archives after "
+                "seven years and are proven by their leaf hash only"
+            )
         if unsealed:
             message += f"; {unsealed} later events are unsealed, not proven"
         if self.trusted_key is None:
@@ -305,6 +347,7 @@ class _Verifier:
             checkpoint_count=len(checkpoints),
             last_checkpoint=checkpoints[-1] if checkpoints else None,
             key_pinned=self.trusted_key is not None,
+            archived_count=self.archived,
         )
 
     # Header, key, tail.
@@ -507,7 +550,10 @@ class _Verifier:
             if found != expected or block.count(owner) != count:
                 self._diagnose(lines, index, header)
 
-            leaves = [sha(b"\x00" + line).digest() for line in lines]
+            if _ARCHIVED_PREFIX in block:
+                leaves = [self._leaf(line, index + n) for n, line in enumerate(lines)]
+            else:
+                leaves = [sha(b"\x00" + line).digest() for line in lines]
             offset = 0
             while pending and pending[0] <= index + count:
                 cut = pending.pop(0) - index
@@ -518,6 +564,18 @@ class _Verifier:
             index += count
             self.event_count = index
         return roots
+
+    def _leaf(self, line: bytes, index: int) -> bytes:
+        if not line.startswith(_ARCHIVED_PREFIX):
+            return hashlib.sha256(b"\x00" + line).digest()
+        # The block checks already matched its index and practice; the whole
+        # line must be the one spelling of an archived leaf.
+        if _ARCHIVED.fullmatch(line) is None:
+            raise _Rejected("bad_event", f"archived event {index} is malformed", index)
+        self.archived += 1
+        return base64.b64decode(
+            line[len(_ARCHIVED_PREFIX) : len(_ARCHIVED_PREFIX) + 44]
+        )
 
     def _diagnose(self, lines: list[bytes], first: int, header: ArchiveHeader) -> None:
         for offset, line in enumerate(lines):
@@ -573,7 +631,7 @@ class _Verifier:
         index = 0
         for _, lines in self._blocks(header_end, self.tail_start):
             for line in lines:
-                if start <= index < stop:
+                if start <= index < stop and not line.startswith(_ARCHIVED_PREFIX):
                     try:
                         decode_event(line)
                     except MalformedEvent as exc:

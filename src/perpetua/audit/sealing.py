@@ -214,6 +214,9 @@ class Sealer:
         """Seal everything pending now; returns the number of events sealed."""
         claims = system_claims("audit-seal")
         async with self._db.transaction(claims) as conn:
+            # Next months' partitions exist before their first event arrives.
+            await conn.execute("select audit_api.prepare_partitions()")
+        async with self._db.transaction(claims) as conn:
             cur = await conn.execute("select audit_api.seal_pending() as practice_id")
             practices = [row["practice_id"] for row in await cur.fetchall()]
         total = 0

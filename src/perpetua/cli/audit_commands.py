@@ -14,7 +14,7 @@ import contextlib
 import json
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,9 @@ from perpetua.audit.db_verify import (
 )
 from perpetua.audit.offline_verify import verify_archive
 from perpetua.audit.sealing import DEFAULT_ORIGIN_HOST, Sealer, open_keystore
+from perpetua.cli import archive_commands, witness_commands
 from perpetua.cli.common import add_data_dir
+from perpetua.cli.witness_commands import read_note, verify_witnessed
 from perpetua.config import load_settings
 from perpetua.crypto.keystore import Keystore
 from perpetua.db.pool import Database
@@ -66,7 +68,15 @@ def register(sub: Any) -> None:
     verify.add_argument(
         "--key",
         metavar="VKEY",
-        help="with --archive: the verifier key you trust, from outside the archive",
+        help="with --archive or --checkpoint: the verifier key you trust, from "
+        "outside the archive",
+    )
+    verify.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        type=Path,
+        help="a witnessed checkpoint (from the daily email or the witness bucket): "
+        "the archive, or the database's log, must agree with it",
     )
     verify.add_argument(
         "--connections",
@@ -87,6 +97,9 @@ def register(sub: Any) -> None:
     )
     seal.set_defaults(handler=run_seal)
 
+    witness_commands.register(audit_sub)
+    archive_commands.register(audit_sub)
+
 
 def _practice(text: str | None) -> uuid.UUID | None:
     if text is None:
@@ -98,9 +111,23 @@ def _practice(text: str | None) -> uuid.UUID | None:
 
 
 def run_verify(args: argparse.Namespace, _extra: list[str]) -> int:
+    note = None if args.checkpoint is None else read_note(args.checkpoint)
     if args.archive is not None:
-        return verify_archive_file(args.archive, args.key)
+        return verify_archive_file(
+            args.archive, args.key, () if note is None else [note]
+        )
     practice = _practice(args.practice)
+    if note is not None:
+        settings = load_settings(data_dir=args.data_dir)
+        with open_target(settings) as target:
+            return verify_witnessed(
+                target.conninfo("owner"),
+                open_keystore(settings.data_dir),
+                note,
+                practice,
+                trusted_key=args.key,
+                origin_host=args.origin_host,
+            )
     if not 1 <= args.connections <= 32:
         raise InvalidInput("--connections must be between 1 and 32")
     settings = load_settings(data_dir=args.data_dir)
@@ -236,9 +263,13 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         bar.stop()
 
 
-def verify_archive_file(path: Path, trusted_key: str | None) -> int:
+def verify_archive_file(
+    path: Path, trusted_key: str | None, trusted_checkpoints: Sequence[str] = ()
+) -> int:
     """`--archive`: the offline verifier, with its verdict printed."""
-    report = verify_archive(path, trusted_key=trusted_key)
+    report = verify_archive(
+        path, trusted_key=trusted_key, trusted_checkpoints=trusted_checkpoints
+    )
     if report.ok:
         pinned = "" if report.key_pinned else " (key not pinned: pass --key)"
         print(

@@ -68,6 +68,9 @@ class DataClass(StrEnum):
     DOCUMENTS = "documents"
     BACKUPS = "backups"
     AUDIT_SIGNING = "audit_signing"
+    # Audit months moved out of the database after seven years; not PHI keys
+    # for termination's shredding, since the audit trail outlives the BAA.
+    AUDIT_ARCHIVE = "audit_archive"
 
 
 # One key per practice per class per month: destroying a month's key shreds

@@ -72,3 +72,4 @@ class AccessEvent:
     reason: str | None
     outcome: str
     request_id: str
+    client_ip: str | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from perpetua.access.claims import Claims, ReadCaller
 from perpetua.crypto.errors import NormalizationError
@@ -621,15 +621,20 @@ class Records:
             )
 
     async def access_report(
-        self, claims: Claims, patient_id: uuid.UUID
+        self,
+        claims: Claims,
+        patient_id: uuid.UUID,
+        access: Literal["view", "export"] = "view",
     ) -> list[AccessEvent]:
+        """Every recorded access to one patient, newest first; reading it is
+        recorded as a view of the audit log, downloading it as an export."""
         _practice(claims)
-        await self.gate.require(claims, "audit_log", "view", "audit_log", [patient_id])
+        await self.gate.require(claims, "audit_log", access, "audit_log", [patient_id])
         fetched = await read(
             self.gate.db,
             claims,
-            "select * from audit_api.patient_access_report(%s)",
-            (patient_id,),
+            "select * from audit_api.patient_access_report(%s, %s)",
+            (patient_id, access),
         )
         return [
             AccessEvent(
@@ -643,6 +648,7 @@ class Records:
                 reason=r["reason"],
                 outcome=r["outcome"],
                 request_id=r["request_id"],
+                client_ip=str(r["client_ip"]) if r["client_ip"] else None,
             )
             for r in fetched.ensure()
         ]

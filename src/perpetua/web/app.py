@@ -17,6 +17,7 @@ from perpetua import __version__
 from perpetua.access.permissions import load_permissions
 from perpetua.api import (
     audit_routes,
+    audit_witness_routes,
     calls_routes,
     contracts_routes,
     identity_routes,
@@ -24,7 +25,9 @@ from perpetua.api import (
     records_routes,
     v1,
 )
+from perpetua.audit import witness
 from perpetua.audit.sealing import Sealer
+from perpetua.audit.witness_store import open_witness_store
 from perpetua.blobs import BlobStore
 from perpetua.calls import retention as call_retention
 from perpetua.calls.service import Calls
@@ -63,6 +66,17 @@ def background_jobs(svc: Services) -> list[Job]:
     sealer = Sealer(svc.db, svc.settings.data_dir)
     return [
         Job("audit.seal", 5, sealer.run),
+        Job(
+            "audit.witness",
+            witness.JOB_EVERY_SECONDS,
+            witness.Witnesses(
+                svc.db,
+                svc.clock,
+                console_origin=svc.settings.origin,
+                data_dir=svc.settings.data_dir,
+                store=open_witness_store(svc.settings),
+            ).run,
+        ),
         Job(
             "calls.retention_sweep",
             3600,
@@ -169,6 +183,7 @@ def create_app(
     app.include_router(contracts_routes.router)
     app.include_router(incidents_routes.router)
     app.include_router(audit_routes.router)
+    app.include_router(audit_witness_routes.router)
     app.include_router(console_audit.router)
     app.include_router(console.router)
     app.include_router(console_identity.router)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from starlette.responses import Response
 
-from perpetua.records.models import Appointment
+from perpetua.audit.viewer import EventView
+from perpetua.records.models import AccessEvent, Appointment
 
 SCHEDULE_COLUMNS = (
     "appointment_id",
@@ -65,4 +66,90 @@ def schedule_rows(appointments: Iterable[Appointment]) -> list[list[Any]]:
             a.reason,
         ]
         for a in appointments
+    ]
+
+
+AUDIT_EVENT_COLUMNS = (
+    "occurred_at",
+    "actor_name",
+    "actor_id",
+    "actor_kind",
+    "actor_role",
+    "ip",
+    "action",
+    "resource_type",
+    "resource_ids",
+    "patient_ids",
+    "patient_names",
+    "purpose_of_use",
+    "reason",
+    "outcome",
+    "row_count",
+    "request_id",
+    "event_id",
+    "leaf_index",
+)
+
+
+def audit_event_rows(events: Iterable[EventView]) -> list[list[Any]]:
+    return [
+        [
+            e.occurred_at.isoformat(),
+            e.actor_name,
+            e.actor_id,
+            e.actor_kind,
+            e.actor_role,
+            e.ip,
+            e.action,
+            e.resource_type,
+            " ".join(str(r) for r in e.resource_ids),
+            " ".join(str(p.id) for p in e.patients),
+            "; ".join(p.name or "" for p in e.patients),
+            e.purpose_of_use,
+            e.reason,
+            e.outcome,
+            e.row_count,
+            e.request_id,
+            e.id,
+            e.leaf_index,
+        ]
+        for e in events
+    ]
+
+
+ACCESS_REPORT_COLUMNS = (
+    "occurred_at",
+    "actor_name",
+    "actor_id",
+    "actor_kind",
+    "actor_role",
+    "action",
+    "resource_type",
+    "purpose_of_use",
+    "reason",
+    "outcome",
+    "ip",
+    "request_id",
+)
+
+
+def access_report_rows(
+    events: Iterable[AccessEvent], names: Mapping[Any, str]
+) -> list[list[Any]]:
+    return [
+        [
+            e.occurred_at.isoformat(),
+            names.get(e.actor_id),
+            e.actor_id,
+            e.actor_kind,
+            e.actor_role,
+            e.action,
+            e.resource_type,
+            e.purpose_of_use,
+            e.reason,
+            e.outcome,
+            e.client_ip,
+            e.request_id,
+        ]
+        for e in events
     ]

@@ -189,10 +189,11 @@ def test_export_is_refused_to_other_roles_and_before_any_checkpoint(client, targ
             ).fetchone()
         assert denied == ((2,) if role == "front_desk" else (1,)), role
 
-    # The console offers front desk nothing, and refuses the download plainly.
+    # The console offers front desk nothing: the database refuses the log's page
+    # (recorded like any refusal) and the download, and the page says so plainly.
     console = sign_in_console(world, "front_desk")
     shown = console.get("/audit")
-    assert shown.status_code == 200
+    assert shown.status_code == 403
     assert "Only owners and managers" in shown.text
     assert 'data-testid="audit-verifier-key"' not in shown.text
     refused = console.get("/audit/archive")
