@@ -35,7 +35,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from perpetua.audit.canonical import MalformedEvent, decode_event, parse_time
+from perpetua.audit.canonical import (
+    MalformedEvent,
+    canonical_json,
+    decode_event,
+    parse_time,
+)
 from perpetua.audit.checkpoint import (
     Checkpoint,
     NoteError,
@@ -84,7 +89,7 @@ class MonthHeader:
     checkpoint_note: str
 
     def to_line(self) -> bytes:
-        return _dumps(
+        return canonical_json(
             {
                 "format": MONTH_FORMAT,
                 "version": FORMAT,
@@ -107,12 +112,6 @@ class ArchivedEvent:
 
 def object_id_for(archive_id: uuid.UUID) -> str:
     return f"audit-archive/{archive_id}"
-
-
-def _dumps(value: object) -> bytes:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode("utf-8")
 
 
 def write_month(
@@ -145,9 +144,9 @@ def write_month(
             "line": event.line.decode("utf-8"),
             "proof": [base64.b64encode(h).decode("ascii") for h in event.proof],
         }
-        sealed.write(_dumps(record) + b"\n")
+        sealed.write(canonical_json(record) + b"\n")
         count += 1
-    sealed.write(_dumps({"end": {"events": count}}) + b"\n")
+    sealed.write(canonical_json({"end": {"events": count}}) + b"\n")
     sealed.close()
     return count
 

@@ -51,6 +51,7 @@ __all__ = [
     "AuditEvent",
     "MalformedEvent",
     "NonCanonicalEvent",
+    "canonical_json",
     "decode_event",
     "encode_event",
     "format_time",
@@ -359,14 +360,16 @@ _ENCODER = json.JSONEncoder(
 )
 
 
-def _dumps(event: Mapping[str, object]) -> bytes:
-    return _ENCODER.encode(event).encode("utf-8")
+def canonical_json(value: object) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the form of every line Perpetua's audit
+    files hold, events and the lines around them alike."""
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 def encode_event(event: Mapping[str, object]) -> bytes:
     """Validate ``event`` and return its canonical bytes (no trailing newline)."""
     _validate(event)
-    return _dumps(event)
+    return canonical_json(event)
 
 
 def _reject_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -397,7 +400,7 @@ def decode_event(data: bytes) -> AuditEvent:
 
     # Accepting a second spelling of the same event would let two archives with
     # different bytes (and different roots) claim the same history.
-    if _dumps(value) != data:
+    if canonical_json(value) != data:
         raise NonCanonicalEvent("bytes are not the canonical encoding of the event")
     event: AuditEvent = value  # type: ignore[assignment]
     return event

@@ -44,6 +44,7 @@ from typing import BinaryIO, Literal
 from perpetua.audit.canonical import (
     AuditEvent,
     MalformedEvent,
+    canonical_json,
     decode_event,
     encode_event,
 )
@@ -108,7 +109,7 @@ class ArchivedLeaf:
     leaf: bytes
 
     def to_line(self, practice_id: str) -> bytes:
-        return _dumps(
+        return canonical_json(
             {
                 "archived_leaf": base64.b64encode(self.leaf).decode("ascii"),
                 "index": self.index,
@@ -122,12 +123,6 @@ def practice_log_origin(practice_id: str, host: str = "perpetua.example") -> str
     return f"{host}/practice/{practice_id}"
 
 
-def _dumps(value: object) -> bytes:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode("utf-8")
-
-
 @dataclass(frozen=True, slots=True)
 class ArchiveHeader:
     practice_id: str
@@ -135,7 +130,7 @@ class ArchiveHeader:
     verifier_key: str
 
     def to_line(self) -> bytes:
-        return _dumps(
+        return canonical_json(
             {
                 "format": ARCHIVE_FORMAT,
                 "version": ARCHIVE_VERSION,
@@ -221,9 +216,11 @@ def write_archive(
 
     written = 0
     for note in checkpoints:
-        out.write(_dumps({"checkpoint": note}) + b"\n")
+        out.write(canonical_json({"checkpoint": note}) + b"\n")
         written += 1
-    out.write(_dumps({"end": {"checkpoints": written, "events": count}}) + b"\n")
+    out.write(
+        canonical_json({"end": {"checkpoints": written, "events": count}}) + b"\n"
+    )
     return count
 
 
@@ -439,7 +436,7 @@ class _Verifier:
             raise _Rejected(code, f"{what} is not JSON: {exc}") from exc
 
         # One spelling only, so no byte of a line is free to change unnoticed.
-        if _dumps(value) != line:
+        if canonical_json(value) != line:
             raise _Rejected(code, f"{what} is not in canonical form")
         return value
 

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from perpetua.access.claims import system_claims
 from perpetua.audit.archive import (
     RETENTION_YEARS,
     ArchiveRefused,
@@ -30,7 +27,7 @@ from perpetua.audit.archive import (
 )
 from perpetua.audit.archive_file import MonthArchiveError
 from perpetua.audit.sealing import DEFAULT_ORIGIN_HOST, open_keystore
-from perpetua.cli.common import add_data_dir
+from perpetua.cli.common import add_data_dir, owner_as_system
 from perpetua.config import load_settings
 from perpetua.crypto.keystore import Keystore
 from perpetua.db.target import open_target
@@ -104,13 +101,7 @@ def archive_database(
     now: datetime | None = None,
 ) -> int:
     """Archive every month due; print a line each; 0 when all went through."""
-    with psycopg.connect(owner_conninfo, autocommit=True) as conn:
-        # The owner is under forced row-level security like everyone; as the
-        # system it may read every practice's log and drop an archived month.
-        conn.execute(
-            "select set_config('request.jwt.claims', %s, false)",
-            (json.dumps(system_claims("cli-audit-archive").as_json()),),
-        )
+    with owner_as_system(owner_conninfo, "cli-audit-archive") as conn:
         due = partitions_due(conn, now or datetime.now(UTC), years)
         if not due:
             print(f"no audit month is older than {years} years")

@@ -11,17 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from perpetua.access.claims import system_claims
 from perpetua.audit.db_verify import (
     DbVerification,
     practices_to_verify,
@@ -30,7 +27,7 @@ from perpetua.audit.db_verify import (
 from perpetua.audit.offline_verify import verify_archive
 from perpetua.audit.sealing import DEFAULT_ORIGIN_HOST, Sealer, open_keystore
 from perpetua.cli import archive_commands, witness_commands
-from perpetua.cli.common import add_data_dir
+from perpetua.cli.common import add_data_dir, owner_as_system, practice_arg
 from perpetua.cli.witness_commands import read_note, verify_witnessed
 from perpetua.config import load_settings
 from perpetua.crypto.keystore import Keystore
@@ -101,22 +98,13 @@ def register(sub: Any) -> None:
     archive_commands.register(audit_sub)
 
 
-def _practice(text: str | None) -> uuid.UUID | None:
-    if text is None:
-        return None
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise InvalidInput("practice id must be a UUID") from None
-
-
 def run_verify(args: argparse.Namespace, _extra: list[str]) -> int:
     note = None if args.checkpoint is None else read_note(args.checkpoint)
     if args.archive is not None:
         return verify_archive_file(
             args.archive, args.key, () if note is None else [note]
         )
-    practice = _practice(args.practice)
+    practice = practice_arg(args.practice)
     if note is not None:
         settings = load_settings(data_dir=args.data_dir)
         with open_target(settings) as target:
@@ -183,7 +171,7 @@ def verify_database(
     """Verify one or every practice's log; print a line each; 0 if all verify."""
     with contextlib.ExitStack() as stack:
         conn, *readers = [
-            stack.enter_context(_owner_as_system(owner_conninfo))
+            stack.enter_context(owner_as_system(owner_conninfo, "cli-audit-verify"))
             for _ in range(connections)
         ]
         practices = [practice] if practice else practices_to_verify(conn)
@@ -203,17 +191,6 @@ def verify_database(
     if not practices:
         print("no audit events yet")
     return 1 if failed else 0
-
-
-def _owner_as_system(owner_conninfo: str) -> psycopg.Connection[Any]:
-    conn = psycopg.connect(owner_conninfo, autocommit=True)
-    # The owner is under forced row-level security like everyone; as the system
-    # it may read every practice's log (policy events_sealer).
-    conn.execute(
-        "select set_config('request.jwt.claims', %s, false)",
-        (json.dumps(system_claims("cli-audit-verify").as_json()),),
-    )
-    return conn
 
 
 def _print_report(report: DbVerification) -> None:

@@ -1,8 +1,16 @@
-"""Options every subcommand shares."""
+"""Options and connections the subcommands share."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import uuid
+from typing import Any
+
+import psycopg
+
+from perpetua.access.claims import system_claims
+from perpetua.errors import InvalidInput
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -11,3 +19,28 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="data directory (default: $PERPETUA_DATA_DIR or ./perpetua-data)",
     )
+
+
+def practice_arg(text: str | None) -> uuid.UUID | None:
+    """A `--practice ID` value, refused with a clear error when not a UUID."""
+    if text is None:
+        return None
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise InvalidInput("practice id must be a UUID") from None
+
+
+def owner_as_system(owner_conninfo: str, purpose: str) -> psycopg.Connection[Any]:
+    """An autocommit connection as the database owner acting as the system.
+
+    The owner is under forced row-level security like every role; only with
+    system claims may it read every practice's audit log (policy
+    events_sealer), as the audit commands must.
+    """
+    conn = psycopg.connect(owner_conninfo, autocommit=True)
+    conn.execute(
+        "select set_config('request.jwt.claims', %s, false)",
+        (json.dumps(system_claims(purpose).as_json()),),
+    )
+    return conn

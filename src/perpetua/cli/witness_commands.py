@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from perpetua.access.claims import system_claims
 from perpetua.audit.sealing import DEFAULT_ORIGIN_HOST, open_keystore
 from perpetua.audit.witness import Witnesses, WitnessReport
 from perpetua.audit.witness_check import check_witnessed, practice_of_note
 from perpetua.audit.witness_store import WitnessStore, open_witness_store
-from perpetua.cli.common import add_data_dir
+from perpetua.cli.common import add_data_dir, owner_as_system, practice_arg
 from perpetua.clock import Clock
 from perpetua.config import Settings, load_settings
 from perpetua.crypto.keystore import Keystore
@@ -51,17 +47,8 @@ def register(audit_sub: Any) -> None:
     witness.set_defaults(handler=run_witness)
 
 
-def _practice(text: str | None) -> uuid.UUID | None:
-    if text is None:
-        return None
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise InvalidInput("practice id must be a UUID") from None
-
-
 def run_witness(args: argparse.Namespace, _extra: list[str]) -> int:
-    practice = _practice(args.practice)
+    practice = practice_arg(args.practice)
     settings = load_settings(data_dir=args.data_dir)
     # Refuse a misconfigured object store before any mail is queued.
     store = open_witness_store(settings)
@@ -147,13 +134,7 @@ def verify_witnessed(
     practice = practice or practice_of_note(note)
     if practice is None:
         raise InvalidInput("the checkpoint names no practice: pass --practice")
-    with psycopg.connect(owner_conninfo, autocommit=True) as conn:
-        # The owner is under forced row-level security like everyone; as the
-        # system it may read every practice's index and checkpoints.
-        conn.execute(
-            "select set_config('request.jwt.claims', %s, false)",
-            (json.dumps(system_claims("cli-audit-verify").as_json()),),
-        )
+    with owner_as_system(owner_conninfo, "cli-audit-verify") as conn:
         result = check_witnessed(
             conn,
             keystore,
