@@ -20,6 +20,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import accumulate, pairwise
 
 from perpetua.redaction.cards import (
     MAX_LENGTH,
@@ -167,11 +168,6 @@ def _security_cues(norm: str) -> list[int]:
     return positions
 
 
-def _cue_before(cues: list[int], pos: int) -> bool:
-    index = bisect_left(cues, pos - _SECURITY_REACH)
-    return index < len(cues) and cues[index] < pos
-
-
 def stretches(norm: str, start: int = 0, end: int = -1) -> list[tuple[int, int]]:
     """Pre-filter stretches of norm[start:end] as (start, end) offsets of the text.
 
@@ -205,10 +201,14 @@ def digit_bound(low: str, start: int, end: int) -> int:
     """
     # A number token with a sign or separator ("$25", "10:30") is not all digits
     # and, like any word that is no number word, counts for nothing.
+    tokens = NUMBER_OR_WORD.findall(low, start, end)
+    # Most stretches are digit groups alone ("415 555 0134"): one test covers them.
+    digits = "".join(tokens)
+    if digits.isdigit():
+        return len(digits)
     words = DIGIT_BOUND
     return sum(
-        len(token) if token.isdigit() else words.get(token, 0)
-        for token in NUMBER_OR_WORD.findall(low, start, end)
+        len(token) if token.isdigit() else words.get(token, 0) for token in tokens
     )
 
 
@@ -235,16 +235,25 @@ def _regions(
     def flush(group: list[tuple[int, int, bool]]) -> None:
         # Every token stands for at most as many digits as it has characters, so
         # the length of the stretches rules out most groups before any reading.
-        if len(group) < 2 or sum(item[1] - item[0] for item in group) < MIN_LENGTH:
+        chars = 0
+        for start, end, _ in group:
+            chars += end - start
+        if chars < MIN_LENGTH:
             return
-        if sum(bound(item[0], item[1]) for item in group) >= MIN_LENGTH:
-            keep.extend((item[0], item[1]) for item in group)
+        digits = 0
+        for start, end, _ in group:
+            digits += bound(start, end)
+        if digits >= MIN_LENGTH:
+            keep.extend((start, end) for start, end, _ in group)
 
     length = len(text)
     find = text.find
     rfind = text.rfind
+    # Cues and stretches both come in order: walk the cues alongside, with one cue
+    # past the end of the text so that the walk needs no bounds test.
+    cue_list = [*cues, length + _SECURITY_REACH + 1]
     cue_index = 0
-    cue_count = len(cues)
+    cue = cue_list[0]
 
     # This loop runs for every date, time, amount and phone number of the text, so
     # each test is one C call, most expensive last, and no stretch is read here.
@@ -260,44 +269,46 @@ def _regions(
                 kept = bound(start, end) >= MIN_LENGTH
             if kept:
                 keep.append((start, end))
-        if not kept and cue_index < cue_count:
-            # Cues and stretches both come in order: walk the cues alongside.
-            while cue_index < cue_count and cues[cue_index] < start - _SECURITY_REACH:
+        if not kept and cue < start:
+            while cue < start - _SECURITY_REACH:
                 cue_index += 1
-            if (
-                cue_index < cue_count
-                and cues[cue_index] < start
-                and bound(start, end) >= 3
-            ):
+                cue = cue_list[cue_index]
+            if cue < start and bound(start, end) >= 3:
                 keep.append((start, end))
 
-        # Both searches are bounded, so a long line costs no more than a short one.
+        # Both searches are bounded, so a long line costs no more than a short one;
+        # the newline found before the stretch also gives the start of its line.
         ends_line = (
             length - end <= _EDGE_TAIL or find("\n", end, end + _EDGE_TAIL + 1) >= 0
         )
-        opens_line = (
-            start <= _EDGE_HEAD or rfind("\n", start - _EDGE_HEAD - 1, start) >= 0
-        )
-        if not (ends_line or opens_line):
-            continue
-        line = rfind("\n", 0, start) + 1
-        colon = find(":", line, min(line + 33, start))
-        label = text[line:colon] if colon >= 0 else ""
+        if start <= _EDGE_HEAD:
+            opens_line = True
+            newline = rfind("\n", 0, start)
+        else:
+            newline = rfind("\n", start - _EDGE_HEAD - 1, start)
+            opens_line = newline >= 0
+            if not opens_line:
+                if not ends_line:
+                    continue
+                newline = rfind("\n", 0, start - _EDGE_HEAD - 1)
+        colon = find(":", newline + 1, min(newline + 34, start))
+        label = text[newline + 1 : colon] if colon >= 0 else ""
         group = groups.get(label)
-        if (
-            group
-            and group[-1][2]
-            and opens_line
-            and start - group[-1][1] <= _JOIN_REACH
-        ):
+        if group is None:
+            groups[label] = [(start, end, ends_line)]
+            continue
+        last = group[-1]
+        if opens_line and last[2] and start - last[1] <= _JOIN_REACH:
             group.append((start, end, ends_line))
             continue
-        if group:
+        # A lone stretch at a line edge is no card: only groups are weighed.
+        if len(group) > 1:
             flush(group)
         groups[label] = [(start, end, ends_line)]
 
     for group in groups.values():
-        flush(group)
+        if len(group) > 1:
+            flush(group)
     return sorted(set(keep))
 
 
@@ -362,14 +373,15 @@ class _Scan:
         head = self.text[self.layout.label_end(line) : segment.start]
         return len(head.split()) <= _MAX_HEAD_WORDS
 
-    def can_join(self, before: _Segment, after: _Segment, speaker: str | None) -> bool:
-        """Whether `after` continues the number `before` ended, one turn later."""
-        # Cheapest test first: most pairs are too far apart or on one line.
+    def near(self, before: _Segment, after: _Segment, speaker: str | None) -> bool:
+        """Whether `after` is few enough lines after `before` to continue it."""
         lines = self.text.count("\n", before.end, after.start)
         if lines == 0 or lines > _MAX_LINES_BETWEEN:
             return False
-        if speaker is None and lines != 1:
-            return False
+        return speaker is not None or lines == 1
+
+    def turns_meet(self, before: _Segment, after: _Segment) -> bool:
+        """Whether `before` ends a turn and `after`, near it, opens one on the topic."""
         if not self.is_turn_end(before) or not self.is_turn_start(after):
             return False
         # A question about another number in between ("and your member ID?", "and
@@ -377,19 +389,43 @@ class _Scan:
         return TOPIC_CHANGE.search(self.norm, before.end + 1, after.start + 1) is None
 
     def chains(self) -> list[list[_Segment]]:
-        chains: list[list[_Segment]] = []
-        # The chain holding each speaker's latest number, which the next number of
+        """Each speaker's numbers joined across turns, where a card could be.
+
+        Whether a number continues the speaker's previous one depends on that pair
+        alone. So the numbers are first cut into runs where they are too many lines
+        apart, which costs one count; a run with fewer digits than a card holds no
+        card in any part, and only the other runs are cut by the turn rules, which
+        read the words around each number.
+        """
+        runs: list[list[_Segment]] = []
+        # The run holding each speaker's latest number, which the next number of
         # that speaker may continue.
         latest: dict[str | None, list[_Segment]] = {}
         for segment in self.segments:
             speaker = self.layout.speaker(segment.start)
-            chain = latest.get(speaker)
-            if chain is not None and self.can_join(chain[-1], segment, speaker):
-                chain.append(segment)
+            run = latest.get(speaker)
+            if run is not None and self.near(run[-1], segment, speaker):
+                run.append(segment)
             else:
-                chain = [segment]
-                chains.append(chain)
-            latest[speaker] = chain
+                run = [segment]
+                runs.append(run)
+            latest[speaker] = run
+
+        chains: list[list[_Segment]] = []
+        for run in runs:
+            digits = sum(len(piece.digits) for seg in run for piece in seg.pieces)
+            if digits < MIN_LENGTH:
+                continue
+            chain = [run[0]]
+            chains.append(chain)
+            for before, after in pairwise(run):
+                if self.turns_meet(before, after):
+                    chain.append(after)
+                else:
+                    chain = [after]
+                    chains.append(chain)
+        # Runs of several speakers interleave; rules run in the order of the text.
+        chains.sort(key=lambda chain: chain[0].start)
         return chains
 
     # -- context ----------------------------------------------------------------
@@ -442,31 +478,36 @@ class _Scan:
 
     def find_cards(self, chain: list[_Segment]) -> None:
         pieces = [piece for segment in chain for piece in segment.pieces]
-        if sum(len(piece.digits) for piece in pieces) < MIN_LENGTH:
+        # ends[i] is how many digits pieces[0..i] hold; any run of pieces is then a
+        # slice of all the digits, found without joining strings again.
+        ends = list(accumulate(len(piece.digits) for piece in pieces))
+        if ends[-1] < MIN_LENGTH:
             return
+        joined = "".join(piece.digits for piece in pieces)
         context: tuple[bool, bool] | None = None
 
         # Every window that is a card is marked, and overlapping windows merge: a
         # stray digit before a card costs one extra redacted digit, never a leak.
         last = -1
+        begin = 0
         for first in range(len(pieces)):
-            digits = ""
-            for index in range(first, len(pieces)):
-                digits += pieces[index].digits
-                if len(digits) > MAX_LENGTH:
-                    break
-                if len(digits) < MIN_LENGTH or not luhn_valid(digits):
-                    continue
-                # Context is read only for Luhn-valid windows: most long numbers
-                # in a front office (claims, member IDs) fail Luhn and cost nothing.
-                if context is None:
-                    context = self.card_context(chain[0].start)
-                suppressed, said = context
-                if not suppressed and (said or has_card_issuer_prefix(digits)):
-                    window = pieces[first : index + 1]
-                    self.mark(window, SpanKind.CARD_NUMBER)
-                    self.cards.append((digits, window[0].start, window[-1].end))
-                    last = max(last, index)
+            # The windows opening at `first` that are long enough for a card.
+            index = max(first, bisect_left(ends, begin + MIN_LENGTH))
+            while index < len(ends) and ends[index] - begin <= MAX_LENGTH:
+                digits = joined[begin : ends[index]]
+                if luhn_valid(digits):
+                    # Context is read only for Luhn-valid windows: most long numbers
+                    # in a front office (claims, member IDs) fail Luhn.
+                    if context is None:
+                        context = self.card_context(chain[0].start)
+                    suppressed, said = context
+                    if not suppressed and (said or has_card_issuer_prefix(digits)):
+                        window = pieces[first : index + 1]
+                        self.mark(window, SpanKind.CARD_NUMBER)
+                        self.cards.append((digits, window[0].start, window[-1].end))
+                        last = max(last, index)
+                index += 1
+            begin = ends[first]
         if last < 0:
             return
 
@@ -483,14 +524,23 @@ class _Scan:
         if 3 <= count <= 4:
             self.mark(tail, SpanKind.SECURITY_CODE)
 
-    def find_security_code(self, segment: _Segment) -> None:
-        if not self.cues or not _cue_before(self.cues, segment.start):
-            return
-        if any(self.is_marked(piece) for piece in segment.pieces):
-            return
-        count = sum(len(piece.digits) for piece in segment.pieces)
-        if 3 <= count <= 4 and self.asked_for_security_code(segment.start):
-            self.mark(segment.pieces, SpanKind.SECURITY_CODE)
+    def find_security_codes(self) -> None:
+        """Marks short numbers given in answer to a question for the security code."""
+        # Only numbers shortly after a security-code word can be one, so the
+        # numbers are looked up from the words instead of testing every number.
+        starts = [segment.start for segment in self.segments]
+        candidates: set[int] = set()
+        for cue in self.cues:
+            first = bisect_right(starts, cue)
+            last = bisect_right(starts, cue + _SECURITY_REACH)
+            candidates.update(range(first, last))
+        for index in sorted(candidates):
+            segment = self.segments[index]
+            if any(self.is_marked(piece) for piece in segment.pieces):
+                continue
+            count = sum(len(piece.digits) for piece in segment.pieces)
+            if 3 <= count <= 4 and self.asked_for_security_code(segment.start):
+                self.mark(segment.pieces, SpanKind.SECURITY_CODE)
 
     def find_read_backs(self) -> list[_Segment]:
         """Parts of a found card repeated nearby, such as an agent reading it back."""
@@ -565,8 +615,8 @@ class _Scan:
 
         for chain in self.chains():
             self.find_cards(chain)
-        for segment in self.segments:
-            self.find_security_code(segment)
+        if self.cues:
+            self.find_security_codes()
         extra = self.find_read_backs() if self.cards else []
         if not self.marks:
             return []

@@ -189,9 +189,14 @@ NORMALISE = bytes(
     else 0x20
     for c in range(256)
 )
-_PRE_WORDS = _trie([*UNITS, *TEENS, *TENS, *SCALES, *REPEATS])
 _PRE_FILLERS = _trie([*FILLERS, *SOUND_ALIKES])
-_PRE_TOKEN = rf"(?:[0-9]+|{_PRE_WORDS})(?![a-z0-9'])"
+# One set test for the first character rules out most words before the word
+# alternatives are tried one by one; a digit group opening with a set test, rather
+# than a repeat, is likewise cheaper to reject.
+_PRE_NUMBER_WORDS = [*UNITS, *TEENS, *TENS, *SCALES, *REPEATS]
+_PRE_WORDS = _trie(_PRE_NUMBER_WORDS)
+_PRE_FIRST = "".join(sorted({word[0] for word in _PRE_NUMBER_WORDS}))
+_PRE_TOKEN = rf"(?=[0-9{_PRE_FIRST}])(?:[0-9][0-9]*|{_PRE_WORDS})(?![a-z0-9'])"
 _PRE_GAP = rf" +(?:(?:{_PRE_FILLERS})(?![a-z0-9']) +)*"
 # A lone number word ("two", "one") is by far the most common match in conversation
 # and can be neither a card nor a security code on its own, so a stretch is two or
