@@ -39,6 +39,9 @@ class Settings:
     witness_s3_endpoint_url: str | None = None
     witness_s3_region: str | None = None
     witness_retention_days: str | None = None
+    # Twilio's REST API, where practices' recordings are fetched from
+    # (`calls/twilio.py`); another base is for tests against a local stand-in.
+    twilio_api_base: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -89,4 +92,5 @@ def load_settings(
         witness_s3_endpoint_url=env.get("PERPETUA_WITNESS_S3_ENDPOINT_URL") or None,
         witness_s3_region=env.get("PERPETUA_WITNESS_S3_REGION") or None,
         witness_retention_days=env.get("PERPETUA_WITNESS_RETENTION_DAYS") or None,
+        twilio_api_base=env.get("PERPETUA_TWILIO_API_BASE") or None,
     )

@@ -26,8 +26,8 @@ from perpetua.api.calls_schemas import (
     TranscriptOut,
 )
 from perpetua.api.schemas import Problem
+from perpetua.calls import fetch, webhook
 from perpetua.calls import settings as call_settings
-from perpetua.calls import webhook
 from perpetua.calls.errors import IntegrationOnly, UnsupportedMedia, WebhookRefused
 from perpetua.calls.media import MAX_RECORDING_BYTES
 from perpetua.calls.models import IncomingCall
@@ -79,9 +79,11 @@ async def _limited_upload(request: Request) -> None:
     },
 )
 async def twilio_voice(practice_id: uuid.UUID, request: Request) -> Response:
-    """Twilio's call status and transcription callbacks for one practice, signed
-    with the practice's auth token (`X-Twilio-Signature`); anything unsigned or
-    signed with another token is refused with 403 before it is read further."""
+    """Twilio's call status, recording status and transcription callbacks for one
+    practice, signed with the practice's auth token (`X-Twilio-Signature`);
+    anything unsigned or signed with another token is refused with 403 before it
+    is read further. A completed recording is queued and fetched from the
+    practice's Twilio account in the background."""
     _refuse_large(request, webhook.MAX_BODY_BYTES)
     params = webhook.form_params(await request.body())
     svc = services(request)
@@ -103,6 +105,9 @@ async def twilio_voice(practice_id: uuid.UUID, request: Request) -> Response:
     incoming = webhook.incoming_from(practice_id, params, svc.clock.now())
     if incoming is not None:
         await calls.ingest(claims, incoming)
+    recording = webhook.recording_from(practice_id, params)
+    if recording is not None:
+        await fetch.queue_recording(calls, claims, recording)
     return Response(webhook.TWIML_EMPTY, media_type="text/xml")
 
 

@@ -105,6 +105,10 @@ class CallSettingsIn(Strict):
         max_length=128,
         description="Omit to keep the stored token; an empty string removes it.",
     )
+    twilio_delete_after_fetch: bool = Field(
+        default=True,
+        description="Delete each recording at Twilio once Perpetua stored it.",
+    )
 
 
 class CallSettingsOut(BaseModel):
@@ -112,4 +116,9 @@ class CallSettingsOut(BaseModel):
     transcript_retention_days: int
     twilio_account_sid: str | None
     twilio_configured: bool
+    twilio_delete_after_fetch: bool
+    twilio_credentials_rejected: bool = Field(
+        description="Twilio refused the stored credentials (owners only); "
+        "recording fetches wait until new ones are saved."
+    )
     updated_at: dt.datetime | None

@@ -5,6 +5,9 @@ The path of a recording or transcript, whatever door it comes in by (the Twilio
 webhook, the upload API, `perpetua calls import`):
 
     webhook.py               verify Twilio's signature (the API checks tokens)
+    fetch.py, twilio.py      Twilio recordings: queue a signed recording
+                             callback, download from the practice's own account
+                             (never from the callback's URL), delete at Twilio
     ingest.py                honour the retention opt-out (0 days: store nothing)
     media.py                 recognise WAV, MP3 and OGG by their first bytes
     transcripts.py           parse turns; redact card numbers (perpetua.redaction)

@@ -28,6 +28,7 @@ from perpetua.crypto.keystore import DataClass
 from perpetua.db.pool import Database
 from perpetua.errors import InvalidInput, NotFound
 from perpetua.records.vault import Vault
+from perpetua.redaction import AudioSpan
 
 MAX_DURATION_SECONDS = 24 * 3600
 # Telephony clocks drift; a call "starting" a little in the future is accepted.
@@ -47,10 +48,13 @@ def _check_call(incoming: IncomingCall, now: dt.datetime) -> None:
 
 
 def prepare_media(
-    recording: bytes | None, transcript: bytes | None
+    recording: bytes | None,
+    transcript: bytes | None,
+    known_spans: tuple[AudioSpan, ...] = (),
 ) -> tuple[tuple[bytes, str] | None, transcripts.RedactedTranscript | None, bool]:
     """Checked recording (with card spans silenced) and redacted transcript.
 
+    `known_spans` come from a transcript stored before the recording arrived.
     Returns (recording and its type, redacted transcript, whether audio was
     silenced). Raises before anything is stored when the delivery is unsafe.
     """
@@ -62,15 +66,19 @@ def prepare_media(
 
     check_recording_size(recording)
     kind = sniff_audio(recording)
-    if redacted is None or redacted.redactions == 0:
+    spans = list(known_spans)
+    if redacted is not None and redacted.redactions:
+        # A card number was spoken: the recording is kept only once those
+        # seconds are silence. Without timings for every span, or in audio that
+        # cannot be decoded, the recording is refused rather than stored with
+        # the digits.
+        if not redacted.audio_complete:
+            raise RecordingNotSilenceable()
+        spans.extend(redacted.audio)
+    if not spans:
         return (recording, kind), redacted, False
-
-    # A card number was spoken: the recording is kept only once those seconds
-    # are silence. Without timings for every span, or in audio that cannot be
-    # decoded, the recording is refused rather than stored with the digits.
-    if not redacted.audio_complete:
-        raise RecordingNotSilenceable()
-    return (silence(recording, kind, redacted.audio), kind), redacted, True
+    spans.sort(key=lambda span: span.start)
+    return (silence(recording, kind, tuple(spans)), kind), redacted, True
 
 
 def _expired(started: dt.datetime, days: int, now: dt.datetime) -> bool:
@@ -112,7 +120,7 @@ async def ingest(
     # transcript itself is not kept. Re-encoding a long MP3 or Ogg recording
     # takes seconds of CPU, so it runs beside the event loop, not on it.
     recording, redacted, silenced = await asyncio.to_thread(
-        prepare_media, delivered_recording, incoming.transcript
+        prepare_media, delivered_recording, incoming.transcript, incoming.known_spans
     )
     found = redacted.redactions if redacted else 0
     if delivered_transcript is None:

@@ -6,6 +6,8 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 
+from perpetua.redaction import AudioSpan
+
 
 @dataclass(frozen=True)
 class IncomingCall:
@@ -20,6 +22,9 @@ class IncomingCall:
     # Given by sources with their own call ids (Twilio's CallSid), so that a
     # retried delivery lands on the same call.
     call_id: uuid.UUID | None = None
+    # Card-number spans already known from the call's stored transcript (a
+    # recording fetched after its transcript): silenced like a delivered one's.
+    known_spans: tuple[AudioSpan, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """The practice's choices for calls: how long recordings and transcripts are kept,
-and the Twilio credentials its webhook is verified with.
+the Twilio credentials its webhook is verified with and its recordings fetched
+with, and whether a fetched recording is then deleted at Twilio.
 
 Retention is counted in days from the start of the call, separately for
 recordings and transcripts; 0 means the practice opted out and nothing of that
 kind is ever written. The Twilio auth token is a secret shared with Twilio: it is
 sealed under the practice's field key (bound to this table, column and practice)
-before it reaches the database, and opened only in memory to check a signature.
+before it reaches the database, and opened only in memory to check a signature or
+to authenticate to Twilio's API.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ class CallSettings:
     twilio_account_sid: str | None = None
     twilio_configured: bool = False
     updated_at: dt.datetime | None = None
+    # Delete each recording at Twilio once Perpetua stored it.
+    twilio_delete_after_fetch: bool = True
+    # Twilio refused the stored credentials since they were last saved (shown
+    # to owners only; the database answers False to anyone else).
+    twilio_credentials_rejected: bool = False
 
     def days(self, kind: str) -> int:
         if kind == "recording":
@@ -48,6 +55,7 @@ class SettingsChange:
     twilio_account_sid: str | None = None
     # None keeps the stored token; "" removes it.
     twilio_auth_token: str | None = None
+    twilio_delete_after_fetch: bool = True
 
 
 def _check_days(value: int, what: str) -> int:
@@ -59,14 +67,21 @@ def _check_days(value: int, what: str) -> int:
 async def load(conn: Conn, practice_id: uuid.UUID) -> CallSettings:
     """The practice's settings (defaults when it never chose)."""
     cur = await conn.execute(
-        "select recording_retention_days, transcript_retention_days, "
-        "twilio_account_sid, twilio_auth_token_ct is not null as configured, "
-        "updated_at from app.call_settings where practice_id = %s",
+        """
+        select recording_retention_days, transcript_retention_days,
+          twilio_account_sid, twilio_auth_token_ct is not null as configured,
+          updated_at, twilio_delete_after_fetch,
+          phi_api.twilio_credentials_rejected() as rejected
+        from (select 1) one
+        left join app.call_settings on practice_id = %s
+        """,
         (practice_id,),
     )
     row = await cur.fetchone()
-    if row is None:
-        return CallSettings(practice_id)
+    if row is None or row["updated_at"] is None:
+        return CallSettings(
+            practice_id, twilio_credentials_rejected=bool(row and row["rejected"])
+        )
     return CallSettings(
         practice_id,
         row["recording_retention_days"],
@@ -74,6 +89,8 @@ async def load(conn: Conn, practice_id: uuid.UUID) -> CallSettings:
         row["twilio_account_sid"],
         row["configured"],
         row["updated_at"],
+        row["twilio_delete_after_fetch"],
+        row["rejected"],
     )
 
 
@@ -112,12 +129,14 @@ async def put(
         await conn.execute(
             "insert into app.call_settings as s (practice_id, "
             "recording_retention_days, transcript_retention_days, "
-            "twilio_account_sid, twilio_auth_token_ct, updated_at, updated_by) "
-            "values (%(p)s, %(r)s, %(t)s, %(sid)s, %(tok)s, now(), %(by)s) "
+            "twilio_account_sid, twilio_auth_token_ct, twilio_delete_after_fetch, "
+            "updated_at, updated_by) "
+            "values (%(p)s, %(r)s, %(t)s, %(sid)s, %(tok)s, %(del)s, now(), %(by)s) "
             "on conflict (practice_id) do update set "
             "recording_retention_days = excluded.recording_retention_days, "
             "transcript_retention_days = excluded.transcript_retention_days, "
             "twilio_account_sid = excluded.twilio_account_sid, "
+            "twilio_delete_after_fetch = excluded.twilio_delete_after_fetch, "
             "twilio_auth_token_ct = case when %(keep)s then s.twilio_auth_token_ct "
             "else excluded.twilio_auth_token_ct end, "
             "updated_at = now(), updated_by = excluded.updated_by",
@@ -129,6 +148,7 @@ async def put(
                 "tok": sealed,
                 "by": claims.actor_id,
                 "keep": token is None,
+                "del": change.twilio_delete_after_fetch,
             },
         )
         return await load(conn, practice)

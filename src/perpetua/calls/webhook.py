@@ -12,11 +12,13 @@ What a verified callback records:
   caller number, start, duration), linked to the patient whose phone matches;
 * a transcription callback (`TranscriptionText`): the call, if not yet recorded,
   and its transcript, redacted like any other;
+* a recording status callback with `RecordingStatus=completed`: a row in the
+  fetch queue (`fetch.py`), naming the recording by its `RecordingSid` only;
 * other statuses (ringing, in progress): acknowledged, nothing stored.
 
-Recordings are not fetched from Twilio's `RecordingUrl` (that needs outbound
-access to Twilio's API, which this service does not make); a practice sends
-Twilio recordings through the upload API or `perpetua calls import`.
+The callback's `RecordingUrl` is ignored: the fetcher builds the media URL from
+the practice's stored account SID and the recording SID (`twilio.py`), so a
+callback cannot choose where this service sends requests.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import datetime as dt
 import email.utils
 import re
 import uuid
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
@@ -35,6 +38,8 @@ from perpetua.errors import InvalidInput
 
 # Twilio's ids: two letters and 32 hex digits.
 _CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
+_RECORDING_SID = re.compile(r"RE[0-9a-fA-F]{32}")
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 MAX_BODY_BYTES = 64 * 1024
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 # A fixed namespace: the same practice and CallSid always name the same call.
@@ -101,4 +106,48 @@ def incoming_from(
         caller_number=caller or None,
         transcript=transcript.encode("utf-8") if transcript else None,
         call_id=call_id_for(practice_id, sid),
+    )
+
+
+@dataclass(frozen=True)
+class RecordingReady:
+    """A completed recording at Twilio, to fetch for the call it belongs to."""
+
+    call_id: uuid.UUID
+    recording_sid: str
+    duration_seconds: int
+    channels: int
+    # The account the callback names; checked against the stored one.
+    account_sid: str | None
+
+
+def recording_from(
+    practice_id: uuid.UUID, params: dict[str, str]
+) -> RecordingReady | None:
+    """The recording a verified callback announces, or None when it is not a
+    completed recording (Twilio also reports `in-progress`, `absent`...)."""
+    if params.get("RecordingStatus") != "completed":
+        return None
+    recording_sid = params.get("RecordingSid", "")
+    call_sid = params.get("CallSid", "")
+    if not _RECORDING_SID.fullmatch(recording_sid):
+        raise InvalidInput("RecordingSid is missing or malformed")
+    if not _CALL_SID.fullmatch(call_sid):
+        raise InvalidInput("CallSid is missing or malformed")
+    account = params.get("AccountSid") or None
+    if account is not None and not _ACCOUNT_SID.fullmatch(account):
+        raise InvalidInput("AccountSid is malformed")
+    try:
+        duration = int(params.get("RecordingDuration") or "0")
+        channels = int(params.get("RecordingChannels") or "1")
+    except ValueError:
+        raise InvalidInput("the recording duration and channels are numbers") from None
+    if not 0 <= duration <= 24 * 3600 or channels not in (1, 2):
+        raise InvalidInput("the recording's duration or channels are out of range")
+    return RecordingReady(
+        call_id=call_id_for(practice_id, call_sid),
+        recording_sid=recording_sid,
+        duration_seconds=duration,
+        channels=channels,
+        account_sid=account,
     )

@@ -1,4 +1,6 @@
-"""`perpetua calls import DIR`: bulk-load calls with their recordings and
+"""`perpetua calls import DIR` and `perpetua calls fetch-twilio`.
+
+`import` bulk-loads calls with their recordings and
 transcripts into one practice, through the same ingestion as the webhook and the
 upload API (checks, card-number redaction, silencing, retention opt-out).
 
@@ -11,6 +13,10 @@ DIR holds one manifest per call, `NAME.call.json`::
 `recording` (WAV, MP3 or OGG) and `transcript` (text with speaker turns, or JSON
 turns with word timings) are optional file names beside the manifest. Files are
 read into memory only; nothing is written except into the encrypted blob store.
+
+`fetch-twilio [--practice ID]` works off the queue of Twilio recordings now
+(`perpetua.calls.fetch`), as the `calls.fetch_twilio` job of `perpetua serve`
+does a batch a minute, with a progress bar for a backlog.
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from perpetua.access.permissions import load_permissions
 from perpetua.blobs import BlobStore
+from perpetua.calls.fetch import FetchReport, TwilioFetcher, open_calls
 from perpetua.calls.models import IncomingCall
 from perpetua.calls.service import Calls, practice_system_claims
+from perpetua.calls.twilio import api_base as twilio_api_base
 from perpetua.cli.common import add_data_dir
 from perpetua.clock import Clock
 from perpetua.config import Settings, load_settings
@@ -56,6 +64,13 @@ def register(sub: Any) -> None:
     load.add_argument("directory", metavar="DIR", type=Path)
     load.add_argument("--practice", metavar="ID", required=True)
     load.set_defaults(handler=run_import)
+    fetch_twilio = calls_sub.add_parser(
+        "fetch-twilio",
+        help="fetch the Twilio recordings waiting in the queue now",
+    )
+    add_data_dir(fetch_twilio)
+    fetch_twilio.add_argument("--practice", metavar="ID", default=None)
+    fetch_twilio.set_defaults(handler=run_fetch_twilio)
 
 
 @dataclass(frozen=True)
@@ -176,3 +191,52 @@ def run_import(args: argparse.Namespace, _extra: list[str]) -> int:
     for name, reason in report.failed:
         print(f"  {name}: {reason}", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+# Far more than the job takes per minute: the command is for working off a backlog.
+FETCH_LIMIT = 100_000
+
+
+async def fetch_backlog(
+    fetcher: TwilioFetcher, practice: uuid.UUID | None, *, show_progress: bool
+) -> FetchReport:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        transient=True,
+        disable=not show_progress,
+    ) as bar:
+        task = bar.add_task("Fetching Twilio recordings", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return await fetcher.run(practice, limit=FETCH_LIMIT, progress=advance)
+
+
+async def _fetch(
+    settings: Settings, conninfo: str, practice: uuid.UUID | None
+) -> FetchReport:
+    base = twilio_api_base(settings)
+    db = Database(conninfo, min_size=1, max_size=2)
+    await db.open()
+    try:
+        fetcher = TwilioFetcher(await open_calls(db, settings, Clock()), base)
+        return await fetch_backlog(fetcher, practice, show_progress=sys.stderr.isatty())
+    finally:
+        await db.close()
+
+
+def run_fetch_twilio(args: argparse.Namespace, _extra: list[str]) -> int:
+    practice = None
+    if args.practice is not None:
+        try:
+            practice = uuid.UUID(args.practice)
+        except ValueError:
+            raise InvalidInput("practice id must be a UUID") from None
+    settings = load_settings(data_dir=args.data_dir)
+    with open_target(settings) as target:
+        report = asyncio.run(_fetch(settings, target.conninfo("service"), practice))
+    print(report)
+    return 1 if report.failed or report.credentials_rejected else 0

@@ -29,8 +29,10 @@ from perpetua.audit import witness
 from perpetua.audit.sealing import Sealer
 from perpetua.audit.witness_store import open_witness_store
 from perpetua.blobs import BlobStore
+from perpetua.calls import fetch as call_fetch
 from perpetua.calls import retention as call_retention
 from perpetua.calls.service import Calls
+from perpetua.calls.twilio import api_base as twilio_api_base
 from perpetua.clock import Clock
 from perpetua.config import Settings
 from perpetua.contracts.announcements import announce_new_version
@@ -64,6 +66,9 @@ WEB_DIR = Path(str(resources.files("perpetua.web")))
 
 def background_jobs(svc: Services) -> list[Job]:
     sealer = Sealer(svc.db, svc.settings.data_dir)
+    # Checked here, before anything listens: a base that is not https stops the
+    # start.
+    twilio_base = twilio_api_base(svc.settings)
     return [
         Job("audit.seal", 5, sealer.run),
         Job(
@@ -81,6 +86,11 @@ def background_jobs(svc: Services) -> list[Job]:
             "calls.retention_sweep",
             3600,
             lambda: call_retention.run_job(svc.db, svc.settings, svc.clock),
+        ),
+        Job(
+            "calls.fetch_twilio",
+            call_fetch.JOB_EVERY_SECONDS,
+            lambda: call_fetch.run_job(svc.db, svc.settings, svc.clock, twilio_base),
         ),
         Job(
             "monitor.detect",

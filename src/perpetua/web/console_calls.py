@@ -314,6 +314,7 @@ async def _settings_page(
         "recording_retention_days": chosen.recording_retention_days,
         "transcript_retention_days": chosen.transcript_retention_days,
         "twilio_account_sid": chosen.twilio_account_sid or "",
+        "twilio_delete_after_fetch": chosen.twilio_delete_after_fetch,
     }
     return _render(
         request,
@@ -351,6 +352,7 @@ async def save_settings(
     twilio_account_sid: str = Form(""),
     twilio_auth_token: str = Form(""),
     remove_twilio_token: str = Form(""),
+    twilio_delete_after_fetch: str = Form(""),
     csrf: str = Form("", alias="csrf_token"),
 ) -> Response:
     check_csrf(request, csrf)
@@ -362,6 +364,7 @@ async def save_settings(
         "recording_retention_days": recording_retention_days,
         "transcript_retention_days": transcript_retention_days,
         "twilio_account_sid": twilio_account_sid,
+        "twilio_delete_after_fetch": bool(twilio_delete_after_fetch),
     }
     try:
         token: str | None = twilio_auth_token.strip() or None
@@ -378,6 +381,8 @@ async def save_settings(
                 ),
                 twilio_account_sid=twilio_account_sid,
                 twilio_auth_token=token,
+                # An unticked checkbox is not sent at all.
+                twilio_delete_after_fetch=bool(twilio_delete_after_fetch),
             ),
         )
     except PerpetuaError as exc:
