@@ -17,6 +17,7 @@ payment data, an extra marker costs a reader a few digits.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,14 +32,17 @@ from perpetua.redaction.cards import (
 from perpetua.redaction.lexicon import (
     CONTEXT,
     DIGIT_BOUND,
+    FILLERS,
     IDENTIFIER,
     LOWER,
     NORMALISE,
     NUMBER_OR_WORD,
+    NUMBER_WORDS,
     PREFILTER,
     PREFILTER_LINE_START,
     SECURITY_STEMS,
     SPEAKER_LINE,
+    SPEAKER_NUMBER,
     TOPIC_CHANGE,
 )
 from perpetua.redaction.models import SpanKind
@@ -56,6 +60,8 @@ _MAX_LINES_BETWEEN = 6
 # Cheap character bounds used by the pre-filter before the word counts above.
 _EDGE_TAIL = 12
 _EDGE_HEAD = 32
+# The longest speaker label whose digits are kept out of numbers ("Speaker 12: ").
+_LABEL_REACH = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +97,7 @@ class Layout:
         self._turn_starts = turn_starts
         self._turn_speakers = turn_speakers
         self._speakers: dict[int, str | None] = {}
+        self._labels: dict[str, bool] = {}
 
     def line_start(self, pos: int) -> int:
         return self.text.rfind("\n", 0, pos) + 1
@@ -105,6 +112,61 @@ class Layout:
             return line_start
         match = SPEAKER_LINE.match(self.text, line_start)
         return match.end() if match else line_start
+
+    def outside_labels(self, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The pre-filter stretches with the digits of numbered speaker labels cut off.
+
+        In "Speaker 2: 4242 ..." the label's 2 would otherwise open the caller's
+        number, and in a card split over that speaker's turns it lands between two
+        halves of the card, which then fail the Luhn check together.
+        """
+        if self._turn_starts is not None:
+            return spans
+        text = self.text
+        find = text.find
+        rfind = text.rfind
+        kept: list[tuple[int, int]] = []
+        for start, end in spans:
+            # A label's digits are followed by its colon, at most one character after
+            # the stretch when nothing follows on the line; most stretches have none.
+            # A time ("10:30") has a digit after its colon, a label a space.
+            colon = find(":", start, end + 1)
+            if colon < 0 or not text.startswith((" ", "\t", "\n"), colon + 1):
+                kept.append((start, end))
+                continue
+            line = rfind("\n", max(0, start - _LABEL_REACH), start) + 1
+            if line == 0 and start > _LABEL_REACH:
+                kept.append((start, end))
+                continue
+            label = SPEAKER_NUMBER.match(text, line)
+            if label is None or label.end() <= start or not self._is_speaker(label):
+                kept.append((start, end))
+                continue
+            words = label.end()
+            while words < end and text[words] in " \t":
+                words += 1
+            if words < end:
+                kept.append((words, end))
+        return kept
+
+    def _is_speaker(self, label: re.Match[str]) -> bool:
+        """Whether a numbered label names a speaker, whose number is then no digits.
+
+        The label must open at least two lines, as a speaker's turns do, and its
+        words must not be number, filler or context words: "it's 4: ..." or "Card
+        41: ..." once at the start of a line may open a card, and keep their digits.
+        A card said in one turn is found with or without the label's digit.
+        """
+        key = label[0].strip()
+        found = self._labels.get(key)
+        if found is None:
+            name = label[1].lower()
+            found = self._labels[key] = (
+                self.text.count(key) >= 2
+                and CONTEXT.search(name) is None
+                and not any(w in NUMBER_WORDS or w in FILLERS for w in name.split())
+            )
+        return found
 
     def speaker(self, pos: int) -> str | None:
         if self._turn_starts is not None and self._turn_speakers is not None:
@@ -332,7 +394,7 @@ class _Scan:
         self.segments: list[_Segment] = []
         # The pre-filter runs once per text; read-backs look the stretches up again
         # instead of scanning, and every stretch is bounded and read at most once.
-        self.spans = stretches(self.norm)
+        self.spans = layout.outside_labels(stretches(self.norm))
         self._bounds: dict[tuple[int, int], int] = {}
         self._read: dict[tuple[int, int], list[_Segment]] = {}
 
@@ -459,6 +521,31 @@ class _Scan:
                     break
         return False, said
 
+    def window_context(
+        self,
+        chain: list[_Segment],
+        part: int,
+        contexts: dict[int, tuple[bool, bool]],
+    ) -> tuple[bool, bool]:
+        """(suppressed, said_to_be_a_card) for a card window opening in chain[part].
+
+        A window opening in a later turn is a number that turn began; said alone,
+        it would be judged by the words before it. So an identifier word before the
+        chain's first part ("my member ID is 12345" ... "what card?" ... "4242
+        ...") cannot suppress it on its own: it is left alone only when the words
+        before its own part suppress it too, and a payment word before either part
+        makes it a card.
+        """
+        found = contexts.get(part)
+        if found is not None:
+            return found
+        found = self.card_context(chain[part].start)
+        if part > 0:
+            chain_suppressed, chain_said = self.window_context(chain, 0, contexts)
+            found = (found[0] and chain_suppressed, found[1] or chain_said)
+        contexts[part] = found
+        return found
+
     def asked_for_security_code(self, pos: int) -> bool:
         layout = self.layout
         start = layout.line_start(pos)
@@ -484,7 +571,10 @@ class _Scan:
         if ends[-1] < MIN_LENGTH:
             return
         joined = "".join(piece.digits for piece in pieces)
-        context: tuple[bool, bool] | None = None
+        # parts[k] is the index of the first piece of chain[k]; a window is judged by
+        # the context of the part it opens in (see `window_context`).
+        parts: list[int] | None = None
+        contexts: dict[int, tuple[bool, bool]] = {}
 
         # Every window that is a card is marked, and overlapping windows merge: a
         # stray digit before a card costs one extra redacted digit, never a leak.
@@ -498,9 +588,12 @@ class _Scan:
                 if luhn_valid(digits):
                     # Context is read only for Luhn-valid windows: most long numbers
                     # in a front office (claims, member IDs) fail Luhn.
-                    if context is None:
-                        context = self.card_context(chain[0].start)
-                    suppressed, said = context
+                    if parts is None:
+                        parts = list(
+                            accumulate((len(s.pieces) for s in chain[:-1]), initial=0)
+                        )
+                    part = bisect_right(parts, first) - 1
+                    suppressed, said = self.window_context(chain, part, contexts)
                     if not suppressed and (said or has_card_issuer_prefix(digits)):
                         window = pieces[first : index + 1]
                         self.mark(window, SpanKind.CARD_NUMBER)

@@ -157,6 +157,18 @@ TOPIC_CHANGE = re.compile(rf"\b(?:{_SECURITY}|{_IDENTIFIER}|{_OTHER_LABEL})\b")
 SPEAKER_LINE = re.compile(
     r"^[ \t]*([A-Za-z][A-Za-z0-9 _.'-]{0,31}?)[ \t]*:(?=[ \t]|$)", re.MULTILINE
 )
+# A speaker label that ends in a number, as speech-to-text engines write them
+# ("Speaker 2:", "Agent 1:", "SPEAKER_01:", "Speaker two:"): one to three words of
+# letters, then one or two digits or a number word up to twelve. SPEAKER_LINE
+# accepts any words before a colon, which in a note such as "Card 4111...: declined"
+# includes a card, so only this narrower shape may have its number kept out of
+# numbers. Group 1 is the name.
+SPEAKER_NUMBER = re.compile(
+    r"[ \t]*([A-Za-z][A-Za-z'.]*(?:[ \t]+[A-Za-z][A-Za-z'.]*){0,2})[ \t_-]?"
+    r"(?:[0-9]{1,2}|(?i:zero|one|two|three|four|five|six|seven|eight|nine|ten"
+    r"|eleven|twelve))[ \t]*:(?=[ \t]|$)",
+    re.MULTILINE,
+)
 
 
 def _trie(words: list[str]) -> str:

@@ -322,9 +322,215 @@ def negatives(rnd: random.Random) -> list[Snippet]:
     return out
 
 
+def _conversation(note: str, lines: list[str], values: list[str]) -> Snippet:
+    """A snippet whose lines fill "{card}" with the card parts in order.
+
+    All the parts are one card; a snippet with no "{card}" line is a negative.
+    """
+    snippet = Snippet(note)
+    parts = iter(values)
+    spans = []
+    for line in lines:
+        if "{card}" in line:
+            spans.append(snippet.line_with(line, next(parts), "card"))
+        else:
+            snippet.line(line)
+    if spans:
+        snippet.cards.append(spans)
+    return snippet
+
+
+def earlier_numbers_and_numbered_speakers() -> list[Snippet]:
+    """Cards after another number said earlier, and turns labelled "Speaker 2:".
+
+    An identifier said a few turns before a card must not hide the card, and the
+    digit of a speaker label must not join the number said after it.
+    """
+    pay = "Agent: thanks. And what card would you like to use today?"
+    return [
+        _conversation(
+            "card in a later turn after a member ID",
+            ["Caller: my member ID is 12345", pay, "Caller: {card}"],
+            ["4242 4242 4242 4242"],
+        ),
+        _conversation(
+            "card in a later turn after a claim number",
+            [
+                "Caller: the claim number is 20231104778812",
+                "Agent: got it. How would you like to pay?",
+                "Caller: {card}",
+            ],
+            ["5555-5555-5555-4444"],
+        ),
+        _conversation(
+            "card in a later turn after a Luhn-valid claim number",
+            [
+                "Caller: my claim number is 4111 1111 1111 1111",
+                "Agent: got it. Anything else?",
+                "Caller: {card}",
+            ],
+            ["6011 0009 9013 9424"],
+        ),
+        _conversation(
+            "card in a later turn after a phone number",
+            [
+                "Caller: you can reach me at 415 555 0134",
+                "Agent: thanks, and the card?",
+                "Caller: {card}",
+            ],
+            [
+                "four oh one two, eight eight eight eight, eight eight eight eight,"
+                " one eight eight one"
+            ],
+        ),
+        _conversation(
+            "card split over turns after a member ID",
+            [
+                "Caller: member ID 12345",
+                "Agent: thanks, which card?",
+                "Caller: {card}",
+                "Agent: mm-hm",
+                "Caller: {card}",
+            ],
+            ["four two four two, four two four two", "forty two forty two, 4242"],
+        ),
+        _conversation(
+            "card split over three turns after a group number",
+            [
+                "Caller: group number 0045217",
+                "Agent: Okay, I'm ready for the card number.",
+                "Caller: {card}",
+                "Agent: Mm-hm.",
+                "Caller: {card}",
+                "Agent: Yes?",
+                "Caller: and then {card}",
+            ],
+            ["3782", "822463", "one double oh oh five"],
+        ),
+        _conversation(
+            "card in one turn with numbered speaker labels",
+            ["Speaker 1: what card would you like to use?", "Speaker 2: {card}"],
+            ["5105 1051 0510 5100"],
+        ),
+        _conversation(
+            "card split over turns with numbered speaker labels",
+            [
+                "Speaker 1: what card would you like to use?",
+                "Speaker 2: {card}",
+                "Speaker 1: mm-hm",
+                "Speaker 2: {card}",
+            ],
+            ["4242 4242", "4242 4242"],
+        ),
+        _conversation(
+            "card said mid-turn and split with numbered speaker labels",
+            ["Speaker 2: my card is {card}", "Speaker 1: okay", "Speaker 2: {card}"],
+            ["forty two forty two, forty two forty two", "forty two forty two 4242"],
+        ),
+        _conversation(
+            "card split over turns with SPEAKER_0n labels",
+            [
+                "SPEAKER_01: go ahead with the card number",
+                "SPEAKER_02: {card}",
+                "SPEAKER_01: got it",
+                "SPEAKER_02: {card}",
+            ],
+            ["2223 0031", "2200 3222"],
+        ),
+        _conversation(
+            "card split over three turns with Agent 1 and Caller 2 labels",
+            [
+                "Agent 1: and how would you like to pay?",
+                "Caller 2: {card}",
+                "Agent 1: okay",
+                "Caller 2: {card}",
+                "Agent 1: yes?",
+                "Caller 2: {card}",
+            ],
+            ["three five three oh", "one one one three", "3330 0000"],
+        ),
+        _conversation(
+            "card split over turns with speaker labels in words",
+            [
+                "Speaker one: what card?",
+                "Speaker two: {card}",
+                "Speaker one: okay",
+                "Speaker two: {card}",
+            ],
+            ["four one one one one one one one", "one one one one one one one one"],
+        ),
+        _conversation(
+            "card split over numbered turns after a member ID",
+            [
+                "Speaker 2: my member ID is 12345",
+                "Speaker 1: thanks. And the card number?",
+                "Speaker 2: {card}",
+                "Speaker 1: mm-hm",
+                "Speaker 2: {card}",
+            ],
+            ["4012 8888", "8888 1881"],
+        ),
+        _conversation(
+            "hard negative: member ID then phone in a later turn",
+            [
+                "Caller: my member ID is 12345",
+                "Agent: thanks",
+                "Caller: 415 555 0134",
+            ],
+            [],
+        ),
+        _conversation(
+            "hard negative: long member ID, then phone and ZIP in later turns",
+            [
+                "Caller: my member ID is 884213307",
+                "Agent: thanks, anything else?",
+                "Caller: 650 555 0199",
+                "Agent: okay",
+                "Caller: 94110",
+            ],
+            [],
+        ),
+        _conversation(
+            "hard negative: Luhn-valid claim number after a numbered label",
+            ["Speaker 2: my claim number is 4111 1111 1111 1111", "Speaker 1: thanks"],
+            [],
+        ),
+        _conversation(
+            "hard negative: Luhn-valid claim asked for, numbered labels",
+            [
+                "Speaker 1: what's the claim number?",
+                "Speaker 2: 5555 5555 5555 4444",
+                "Speaker 1: thank you",
+            ],
+            [],
+        ),
+        _conversation(
+            "hard negative: member ID and phone split over numbered turns",
+            [
+                "Speaker 2: my member ID is 12345",
+                "Speaker 1: thanks",
+                "Speaker 2: and my number is 415 555",
+                "Speaker 1: mm-hm",
+                "Speaker 2: 0134",
+            ],
+            [],
+        ),
+        _conversation(
+            "hard negative: date and time with numbered labels",
+            [
+                "Speaker 1: what's your date of birth?",
+                "Speaker 2: 03/14/1985",
+                "Speaker 1: we have Tuesday at 10:30",
+                "Speaker 2: 10:30 works",
+            ],
+            [],
+        ),
+    ]
+
+
 def main() -> None:
     rnd = random.Random(2024)
-    snippets = positives(rnd) + negatives(rnd)
+    snippets = positives(rnd) + negatives(rnd) + earlier_numbers_and_numbered_speakers()
     path = Path(__file__).with_name("corpus.jsonl")
     path.write_text("\n".join(s.as_json() for s in snippets) + "\n", encoding="utf-8")
     print(f"wrote {len(snippets)} snippets to {path}")

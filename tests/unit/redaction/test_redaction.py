@@ -128,6 +128,95 @@ def test_unusual_prefix_is_a_card_only_when_called_one() -> None:
     assert _kinds(f"my fleet card number is {number}") == [SpanKind.CARD_NUMBER]
 
 
+def test_member_id_said_turns_earlier_does_not_hide_a_card() -> None:
+    text = (
+        "Caller: my member ID is 12345\n"
+        "Agent: thanks. And what card would you like to use today?\n"
+        "Caller: 4242 4242 4242 4242"
+    )
+    result = redact_text(text)
+    assert result.text.endswith(f"Caller: {CARD_MARKER}")
+    assert "12345" in result.text
+
+
+@pytest.mark.parametrize(
+    "earlier",
+    [
+        "Caller: my claim number is 4111 1111 1111 1111",
+        "Caller: the group number is 0045217",
+        "Caller: you can reach me at 415 555 0134",
+    ],
+)
+def test_card_split_over_turns_after_another_number_is_redacted(earlier: str) -> None:
+    text = (
+        f"{earlier}\n"
+        "Agent: got it. Anything else?\n"
+        "Caller: four oh one two, eight eight eight eight\n"
+        "Agent: Mm-hm.\n"
+        "Caller: 8888 1881"
+    )
+    result = redact_text(text)
+    assert "eight" not in result.text
+    assert "1881" not in result.text
+    assert result.text.startswith(earlier)
+
+
+def test_member_id_then_phone_in_later_turns_are_left_alone() -> None:
+    text = (
+        "Caller: my member ID is 884213307\n"
+        "Agent: thanks, anything else?\n"
+        "Caller: 650 555 0199\n"
+        "Agent: okay\n"
+        "Caller: 94110"
+    )
+    assert _kinds(text) == []
+
+
+@pytest.mark.parametrize(
+    ("agent", "caller"),
+    [
+        ("Speaker 1", "Speaker 2"),
+        ("Agent 1", "Caller 2"),
+        ("SPEAKER_00", "SPEAKER_01"),
+        ("Speaker one", "Speaker two"),
+    ],
+)
+def test_card_split_over_turns_with_numbered_speaker_labels_is_redacted(
+    agent: str, caller: str
+) -> None:
+    text = (
+        f"{agent}: what card would you like to use?\n"
+        f"{caller}: 4242 4242\n"
+        f"{agent}: mm-hm\n"
+        f"{caller}: forty two forty two, forty two forty two"
+    )
+    result = redact_text(text)
+    assert result.text == (
+        f"{agent}: what card would you like to use?\n"
+        f"{caller}: {CARD_MARKER}\n"
+        f"{agent}: mm-hm\n"
+        f"{caller}: {CARD_MARKER}"
+    )
+
+
+def test_card_in_one_turn_with_numbered_speaker_label_is_redacted() -> None:
+    text = "Speaker 1: what card?\nSpeaker 2: 5105 1051 0510 5100\nSpeaker 1: ok"
+    assert redact_text(text).text == (
+        f"Speaker 1: what card?\nSpeaker 2: {CARD_MARKER}\nSpeaker 1: ok"
+    )
+
+
+def test_claim_number_after_numbered_label_is_kept_and_later_card_found() -> None:
+    text = (
+        "Speaker 1: what's the claim number?\n"
+        "Speaker 2: my claim number is 4111 1111 1111 1111\n"
+        "Speaker 1: thanks\n"
+        "Speaker 2: 5555 5555 5555 4444"
+    )
+    assert _kinds(text) == [SpanKind.CARD_NUMBER]
+    assert "4111 1111 1111 1111" in redact_text(text).text
+
+
 def test_non_luhn_claim_number_is_left_alone() -> None:
     assert _kinds("claim 20231104778812 and 99887766554433221100") == []
 
