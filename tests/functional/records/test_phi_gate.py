@@ -23,6 +23,7 @@ PHI_TABLES = (
     "deletion_certificates",
     "call_media",
     "call_holds",
+    "twilio_recording_fetches",
 )
 
 
