@@ -4,6 +4,7 @@ to that database with a controllable clock. Nothing of Perpetua's is mocked."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -135,11 +136,11 @@ def settings(cluster: Cluster) -> Settings:
     return Settings(data_dir=cluster.data_dir, host="testserver", port=443)
 
 
-@pytest.fixture
-def client(
+@contextlib.contextmanager
+def app_client(
     target: DatabaseTarget, settings: Settings, clock: FrozenClock
 ) -> Iterator[TestClient]:
-    """The whole application over its ASGI interface, with its own database."""
+    """The application on `target`'s database, over its ASGI interface."""
     app = create_app(
         settings,
         Database(target.conninfo("service"), min_size=1),
@@ -147,6 +148,34 @@ def client(
         run_jobs=False,
     )
     with TestClient(app, base_url="https://testserver") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def client(
+    target: DatabaseTarget, settings: Settings, clock: FrozenClock
+) -> Iterator[TestClient]:
+    """The whole application over its ASGI interface, with its own database."""
+    with app_client(target, settings, clock) as test_client:
+        yield test_client
+
+
+# Shared by one module's tests, for worlds that the tests using them only read: a
+# test that writes, or whose assertions depend on what other tests wrote, takes
+# the function-scoped `target` and `client` instead.
+@pytest.fixture(scope="module")
+def module_target(cluster: Cluster) -> Iterator[DatabaseTarget]:
+    name = cluster.clone()
+    yield cluster.target(name)
+    cluster.drop(name)
+
+
+@pytest.fixture(scope="module")
+def module_client(
+    module_target: DatabaseTarget, cluster: Cluster
+) -> Iterator[TestClient]:
+    settings = Settings(data_dir=cluster.data_dir, host="testserver", port=443)
+    with app_client(module_target, settings, FrozenClock()) as test_client:
         yield test_client
 
 

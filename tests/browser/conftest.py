@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from tests.conftest import scratch_dir
-from tests.support.server import Server
+from tests.support.server import Server, perpetua
 
 CHROMIUM = os.environ.get("PERPETUA_TEST_CHROMIUM", "/usr/bin/chromium")
 
@@ -40,11 +42,25 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    running = Server(scratch_dir("perpetua-browser-") / "data").start()
-    yield running
+# One `perpetua serve` per test process, not per module: each start makes and
+# migrates a database, the slowest part of a browser test. The served demo practice
+# is only read by the tests that use it, each on a sample patient of its own, and
+# every other test signs up a practice of its own, so no test sees another's data.
+@pytest.fixture(scope="session")
+def demo() -> Iterator[tuple[Server, dict[str, Any]]]:
+    """A real `perpetua serve` holding the demo practice, with the demo's details."""
+    data_dir = scratch_dir("perpetua-browser-") / "data"
+    seeded = perpetua("demo", "--json", data_dir=data_dir, timeout=600)
+    assert seeded.returncode == 0, seeded.stderr[-2000:]
+    details = json.loads(seeded.stdout)
+    running = Server(data_dir).start()
+    yield running, details
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def server(demo: tuple[Server, dict[str, Any]]) -> Server:
+    return demo[0]
 
 
 @pytest.fixture

@@ -5,28 +5,12 @@ the demo practice, sealing every few seconds in the background."""
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, expect
-from tests.conftest import scratch_dir
-from tests.support.server import Server, perpetua
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def demo() -> Iterator[tuple[Server, dict[str, Any]]]:
-    data_dir = scratch_dir("perpetua-audit-browser-") / "data"
-    seeded = perpetua("demo", "--json", data_dir=data_dir, timeout=600)
-    assert seeded.returncode == 0, seeded.stderr[-2000:]
-    details = json.loads(seeded.stdout)
-    running = Server(data_dir).start()
-    yield running, details
-    running.stop()
 
 
 def test_owner_reviews_a_patient_in_the_audit_log(browser: Browser, demo):

@@ -29,10 +29,16 @@ def as_owner_role(
     target: DatabaseTarget, claims: dict[str, Any]
 ) -> psycopg.Connection[tuple[object, ...]]:
     conn = psycopg.connect(target.conninfo("owner"))
+    _act_as(conn, claims)
+    return conn
+
+
+def _act_as(
+    conn: psycopg.Connection[tuple[object, ...]], claims: dict[str, Any]
+) -> None:
     conn.execute(
         "select set_config('request.jwt.claims', %s, false)", (json.dumps(claims),)
     )
-    return conn
 
 
 def system_claims(practice_id: str) -> dict[str, Any]:
@@ -45,34 +51,53 @@ def system_claims(practice_id: str) -> dict[str, Any]:
 
 
 def execute_baa(target: DatabaseTarget, practice_id: str) -> None:
-    with as_owner_role(target, system_claims(practice_id)) as conn:
-        conn.execute(
-            "insert into app.baa_executions (practice_id, version, document_sha256) "
-            "values (%s, 'test', %s)",
-            (practice_id, "0" * 64),
-        )
+    with psycopg.connect(target.conninfo("owner")) as conn:
+        _record_baa(conn, practice_id)
+
+
+def _record_baa(conn: psycopg.Connection[tuple[object, ...]], practice_id: str) -> None:
+    _act_as(conn, system_claims(practice_id))
+    conn.execute(
+        "insert into app.baa_executions (practice_id, version, document_sha256) "
+        "values (%s, 'test', %s)",
+        (practice_id, "0" * 64),
+    )
+    conn.commit()
 
 
 def add_member(target: DatabaseTarget, practice_id: str, role: str, email: str) -> str:
+    with psycopg.connect(target.conninfo("owner")) as conn:
+        return _insert_member(conn, practice_id, role, email)
+
+
+def _insert_member(
+    conn: psycopg.Connection[tuple[object, ...]],
+    practice_id: str,
+    role: str,
+    email: str,
+) -> str:
+    """One member in a transaction of its own, acting as that new user."""
     user_id = str(uuid.uuid4())
-    claims = {
-        "actor_kind": "user",
-        "sub": user_id,
-        "request_id": "test-setup",
-        "practice_id": practice_id,
-        "practice_role": "owner",
-    }
-    with as_owner_role(target, claims) as conn:
-        conn.execute(
-            "insert into app.users (id, email, full_name, password_hash) "
-            "values (%s, %s, %s, %s)",
-            (user_id, email, f"Test {role}", _password_hash()),
-        )
-        conn.execute(
-            "insert into app.memberships (practice_id, user_id, role) "
-            "values (%s, %s, %s)",
-            (practice_id, user_id, role),
-        )
+    _act_as(
+        conn,
+        {
+            "actor_kind": "user",
+            "sub": user_id,
+            "request_id": "test-setup",
+            "practice_id": practice_id,
+            "practice_role": "owner",
+        },
+    )
+    conn.execute(
+        "insert into app.users (id, email, full_name, password_hash) "
+        "values (%s, %s, %s, %s)",
+        (user_id, email, f"Test {role}", _password_hash()),
+    )
+    conn.execute(
+        "insert into app.memberships (practice_id, user_id, role) values (%s, %s, %s)",
+        (practice_id, user_id, role),
+    )
+    conn.commit()
     return user_id
 
 
@@ -167,11 +192,17 @@ def build_world(
     world = World(client, practice_id)
     world.headers["owner"] = signed["auth"]
     world.user_ids["owner"] = signed["user_id"]
-    if baa:
-        execute_baa(target, practice_id)
-    for role in ROLES[1:]:
-        email = f"{role}.{uuid.uuid4().hex[:8]}@example.test"
-        world.user_ids[role] = add_member(target, practice_id, role, email)
+    emails = {role: f"{role}.{uuid.uuid4().hex[:8]}@example.test" for role in ROLES[1:]}
+
+    # One connection for all of the setup rows, each still in its own transaction
+    # under its own claims: connecting costs more than the inserts themselves.
+    with psycopg.connect(target.conninfo("owner")) as conn:
+        if baa:
+            _record_baa(conn, practice_id)
+        for role, email in emails.items():
+            world.user_ids[role] = _insert_member(conn, practice_id, role, email)
+
+    for role, email in emails.items():
         token = client.post(
             "/api/v1/sessions",
             json={"email": email, "password": STRONG_PASSWORD},
