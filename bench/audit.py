@@ -8,9 +8,13 @@ Measures, on one embedded PostgreSQL started for the run:
   and the time is the claims, the permission check and the audit insert);
 - sealing: ``Sealer.run`` over a backlog of ``--events`` committed events of one
   practice (the events are bulk-inserted by the superuser beforehand, shaped
-  like real ones), as the background job does it, as the service role;
-- verification: ``verify_practice`` over that practice's whole log, as
-  ``perpetua audit verify`` runs it (owner role, one repeatable-read snapshot);
+  like real ones), as the background job does it, as the service role; and, for
+  comparison, the same number of events of a second practice sealed under the
+  previous event version (2, a JSON line per leaf) instead of version 3;
+- verification: ``verify_practice`` over each practice's whole log, as
+  ``perpetua audit verify`` runs it (owner role, one repeatable-read snapshot),
+  on one connection and on the CLI's default number, version 2 and version 3
+  alternating so that both see the same load;
 - inclusion proof sizes for logs of 10**3..10**7 events: generated from the
   sealed leaf hashes where the log is that large, computed from the tree shape
   (no hashing) beyond it; the output says which.
@@ -25,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -49,6 +54,7 @@ from perpetua.db.target import DATABASE_NAME, DatabaseTarget, open_target
 
 READS_PRACTICE = uuid.UUID("0b6a1a5e-0000-4000-8000-00000000be01")
 LOG_PRACTICE = uuid.UUID("0b6a1a5e-0000-4000-8000-00000000be02")
+V2_PRACTICE = uuid.UUID("0b6a1a5e-0000-4000-8000-00000000be04")
 FRONT_DESK = uuid.UUID("0b6a1a5e-0000-4000-8000-00000000be03")
 
 
@@ -93,7 +99,9 @@ def bench_reads(target: DatabaseTarget, reads: int) -> float:
     return reads / elapsed
 
 
-def insert_backlog(target: DatabaseTarget, count: int) -> None:
+def insert_backlog(
+    target: DatabaseTarget, count: int, practice: uuid.UUID = LOG_PRACTICE
+) -> None:
     """``count`` committed, unsealed events of one practice, as reads leave them."""
     with psycopg.connect(admin_conninfo(target)) as conn:
         conn.execute(
@@ -122,18 +130,26 @@ def insert_backlog(target: DatabaseTarget, count: int) -> None:
               1
             from generate_series(1, %(count)s) g
             """,
-            {"practice": LOG_PRACTICE, "actor": FRONT_DESK, "count": count},
+            {"practice": practice, "actor": FRONT_DESK, "count": count},
         )
         conn.execute("analyze audit.events")
 
 
-def bench_sealing(target: DatabaseTarget, keystore_dir: Path) -> tuple[int, float]:
+def bench_sealing(
+    target: DatabaseTarget, keystore_dir: Path, encoding: int = 3
+) -> tuple[int, float]:
+    """Version 3: every pending event, as the job does. Version 2: only the
+    comparison practice's backlog."""
+
     async def once() -> int:
         db = Database(target.conninfo("service"), min_size=1, max_size=1)
         await db.open()
         try:
             keystore = open_keystore(keystore_dir)
-            return await Sealer(db, keystore=keystore).run()
+            sealer = Sealer(db, keystore=keystore, encoding=encoding)
+            if encoding == 2:
+                return await sealer.seal_practice(V2_PRACTICE)
+            return await sealer.run()
         finally:
             await db.close()
 
@@ -152,7 +168,10 @@ def owner_as_system(target: DatabaseTarget) -> psycopg.Connection[tuple[object, 
 
 
 def bench_verify(
-    target: DatabaseTarget, keystore_dir: Path, connections: int
+    target: DatabaseTarget,
+    keystore_dir: Path,
+    connections: int,
+    practice: uuid.UUID = LOG_PRACTICE,
 ) -> tuple[int, float]:
     keystore = open_keystore(keystore_dir)
     with contextlib.ExitStack() as stack:
@@ -161,7 +180,7 @@ def bench_verify(
         ]
         conn.execute("analyze audit.sealed")
         started = time.perf_counter()
-        report = verify_practice(conn, keystore, LOG_PRACTICE, readers=readers)
+        report = verify_practice(conn, keystore, practice, readers=readers)
         elapsed = time.perf_counter() - started
     assert report.ok, report.message
     return report.sealed_count, report.sealed_count / elapsed
@@ -207,17 +226,25 @@ def main() -> None:
         with open_target(settings) as target:
             migrate(target.conninfo("owner"))
             reads_per_s = bench_reads(target, args.reads)
+            keys = work / "keys"
+            insert_backlog(target, args.events, V2_PRACTICE)
+            _, seal_v2_per_s = bench_sealing(target, keys, encoding=2)
             insert_backlog(target, args.events)
-            sealed, seal_per_s = bench_sealing(target, work / "keys")
-            # One connection, then as `perpetua audit verify` runs by default.
-            _, verify_one_per_s = bench_verify(target, work / "keys", 1)
-            verified, verify_per_s = bench_verify(
-                target, work / "keys", VERIFY_CONNECTIONS
+            sealed, seal_per_s = bench_sealing(target, keys)
+
+            # One connection, then as `perpetua audit verify` runs by default;
+            # the previous version just before each, under the same load.
+            _, verify_one_v2_per_s = bench_verify(target, keys, 1, V2_PRACTICE)
+            _, verify_one_per_s = bench_verify(target, keys, 1)
+            _, verify_v2_per_s = bench_verify(
+                target, keys, VERIFY_CONNECTIONS, V2_PRACTICE
             )
+            verified, verify_per_s = bench_verify(target, keys, VERIFY_CONNECTIONS)
             sizes = proof_sizes(target, sealed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    cli = f"{VERIFY_CONNECTIONS} connections, as the CLI"
     print(f"audited reads   {args.reads:>9} events  {reads_per_s:>9,.0f} events/s")
     print(f"sealing         {sealed:>9} events  {seal_per_s:>9,.0f} events/s")
     print(
@@ -225,9 +252,24 @@ def main() -> None:
         "  (1 connection)"
     )
     print(
-        f"verification    {verified:>9} events  {verify_per_s:>9,.0f} events/s"
-        f"  ({VERIFY_CONNECTIONS} connections, as the CLI)"
+        f"verification    {verified:>9} events  {verify_per_s:>9,.0f} events/s  ({cli})"
     )
+    print("previous event version (2), same run, same shape of events:")
+    print(
+        f"  sealing       {args.events:>9} events  {seal_v2_per_s:>9,.0f} events/s"
+        f"  (version 3: {seal_per_s / seal_v2_per_s:.2f}x)"
+    )
+    print(
+        f"  verification  {args.events:>9} events  {verify_one_v2_per_s:>9,.0f} "
+        f"events/s  (1 connection; version 3: "
+        f"{verify_one_per_s / verify_one_v2_per_s:.2f}x)"
+    )
+    print(
+        f"  verification  {args.events:>9} events  {verify_v2_per_s:>9,.0f} "
+        f"events/s  ({cli}; version 3: {verify_per_s / verify_v2_per_s:.2f}x)"
+    )
+    load = os.getloadavg()
+    print(f"load average during the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print("inclusion proof sizes:")
     for line in sizes:
         print(line)

@@ -50,7 +50,7 @@ from perpetua.audit.archive_file import (
     write_month,
 )
 from perpetua.audit.archive_record import archive_record_text
-from perpetua.audit.canonical import encode_event, format_time
+from perpetua.audit.canonical import format_time, leaf_input
 from perpetua.audit.checkpoint import (
     NoteError,
     open_checkpoint,
@@ -59,7 +59,7 @@ from perpetua.audit.checkpoint import (
 from perpetua.audit.db_verify import EVENT_LINE_V2
 from perpetua.audit.merkle import HASH_SIZE, inclusion_proof, leaf_hash, node_hash
 from perpetua.audit.offline_verify import practice_log_origin
-from perpetua.audit.sealing import DEFAULT_ORIGIN_HOST, event_from_row, signer_for
+from perpetua.audit.sealing import DEFAULT_ORIGIN_HOST, event_line, signer_for
 from perpetua.crypto.digests import DigestingReader
 from perpetua.crypto.errors import CryptoError
 from perpetua.crypto.keystore import DataClass, Keystore
@@ -443,11 +443,8 @@ def _month_events(
                 f"practice {practice_id}: event {index} is newer than the newest "
                 "checkpoint; run `perpetua audit seal` first"
             )
-        if row["encoding"] == 2:
-            line = bytes(row["line"])
-        else:
-            line = encode_event(event_from_row(practice_id, index, row))
-        if leaf_hash(line) != bytes(row["leaf_hash"]):
+        line = event_line(practice_id, index, row)
+        if leaf_hash(leaf_input(line)) != bytes(row["leaf_hash"]):
             raise ArchiveRefused(
                 f"practice {practice_id}: event {index} changed after sealing; "
                 "run `perpetua audit verify`"

@@ -39,6 +39,7 @@ from perpetua.audit.canonical import (
     MalformedEvent,
     canonical_json,
     decode_event,
+    leaf_input,
     parse_time,
 )
 from perpetua.audit.checkpoint import (
@@ -314,7 +315,7 @@ def _event(
     if not range_from <= parse_time(event["time"]) < range_to:
         raise MonthArchiveError(f"event {index} is outside the archived month")
     if not verify_inclusion(
-        index, checkpoint.size, leaf_hash(data), hashes, checkpoint.root
+        index, checkpoint.size, leaf_hash(leaf_input(data)), hashes, checkpoint.root
     ):
         raise MonthArchiveError(
             f"event {index} is not proven by the checkpoint of size {checkpoint.size}"

@@ -22,8 +22,9 @@ Successive checkpoints are consistent because every root is recomputed from one
 ordered run of leaves, as in ``offline_verify``.
 
 Speed comes from asking PostgreSQL for whole chunks at once: one row per chunk
-of indices carrying the stored leaves and the events' version 2 lines, each
-joined into one byte string, which Python splits and hashes in a tight loop.
+of indices carrying the stored leaves and the events' leaf inputs (version 3
+bytes, or version 2 lines for events sealed under it), each joined into one
+byte string, which Python splits and hashes in a tight loop.
 The lines are rendered by the queries below, written here and not read from the
 database, so a function replaced in the database cannot vouch for itself. Any
 chunk that is not perfect (a gap, a missing event, a version 1 leaf, a leaf
@@ -61,6 +62,7 @@ from perpetua.crypto.keystore import DataClass, Keystore
 
 __all__ = [
     "CHUNK_LINE_V2",
+    "EVENT_BYTES_V3",
     "EVENT_LINE_V2",
     "DbFailure",
     "DbVerification",
@@ -162,6 +164,19 @@ CHUNK_LINE_V2 = """
   )
 """
 
+# The version 3 bytes (canonical.event_bytes_v3) of event ``e`` at index
+# ``s.leaf_index``: PostgreSQL's binary form of one record of these fields, each
+# typed and length-prefixed, nulls marked. Text goes out as stored because the
+# verifying transaction sets the client encoding to the server's (UTF-8).
+EVENT_BYTES_V3 = """
+  record_send(row(
+    3, e.id, e.practice_id, s.leaf_index, e.occurred_at, e.actor_kind,
+    e.actor_id, e.actor_role, e.action, e.resource_type, e.resource_ids,
+    e.patient_ids, e.purpose_of_use, e.reason, substr(inet_send(e.client_ip), 5),
+    e.user_agent, e.request_id, e.outcome, e.row_count
+  ))
+"""
+
 # The sealed rows of one practice in [lo, hi) joined to their events. The
 # caller passes the chunk's time span, so the events are read by the practice-time
 # index in one range from the right monthly partitions and hash-joined, instead
@@ -197,7 +212,10 @@ _ARCHIVED_ROW = """
 """
 
 # An archived event's line is the marker "A" (no rendering is ever that short),
-# and its stored leaf is taken as it is.
+# and its stored leaf is taken as it is. Version 2 lines are joined by newlines
+# (a canonical line holds none); version 3 bytes may hold any byte, so they come
+# as an array. Each event is rendered only in the version its leaf was sealed
+# under; a chunk mixing both is walked row by row.
 _CHUNK_QUERY = _JOINED.format(
     columns=f"""
     count(*) as n,
@@ -206,6 +224,7 @@ _CHUNK_QUERY = _JOINED.format(
     count(e.id) as present,
     count(*) filter (where {_ARCHIVED_ROW}) as archived,
     count(*) filter (where s.encoding = 2 or e.id is null) as v2,
+    count(e.id) filter (where s.encoding = 3) as v3,
     count(e.id) filter (
       where s.occurred_at < coalesce(%(scan_from)s::timestamptz, '-infinity')
     ) as before_scan,
@@ -215,7 +234,11 @@ _CHUNK_QUERY = _JOINED.format(
         case when {_ARCHIVED_ROW} then 'A' else {CHUNK_LINE_V2} end, 'UTF8'
       ),
       '\\x0a'::bytea order by s.leaf_index
-    ) as lines
+    ) filter (where s.encoding <> 3 or e.id is null) as lines,
+    array_agg(
+      case when e.id is null then '\\x41'::bytea else {EVENT_BYTES_V3} end
+      order by s.leaf_index
+    ) filter (where s.encoding = 3 or e.id is null) as lines_v3
     """
 )
 
@@ -224,8 +247,9 @@ _ROWS_QUERY = (
         columns=f"""
     s.leaf_index, s.leaf_hash, s.encoding, s.occurred_at as sealed_at,
     {_ARCHIVED_ROW} as archived,
-    case when e.id is not null and s.encoding = 2
-      then convert_to({EVENT_LINE_V2}, 'UTF8') end as line,
+    case when e.id is null then null
+      when s.encoding = 2 then convert_to({EVENT_LINE_V2}, 'UTF8')
+      when s.encoding = 3 then {EVENT_BYTES_V3} end as line,
     e.id, e.occurred_at, e.actor_kind, e.actor_id, e.actor_role, e.action,
     e.resource_type, e.resource_ids, e.patient_ids, e.purpose_of_use, e.reason,
     host(e.client_ip) as ip, e.user_agent, e.request_id, e.outcome, e.row_count
@@ -347,6 +371,10 @@ def _begin_snapshot(conn: psycopg.Connection[Any], snapshot: str = "") -> None:
     # to stay in memory. Chunks are already rendered side by side, so parallel
     # workers inside one query would only compete with the other readers.
     conn.execute("set local cursor_tuple_fraction = 1.0")
+
+    # Version 3 bytes carry text as the server sends it, which is the stored
+    # UTF-8 only when the client asks for the server's encoding.
+    conn.execute("set local client_encoding = 'UTF8'")
     conn.execute("set local enable_nestloop = off")
     conn.execute("set local work_mem = '64MB'")
     conn.execute("set local max_parallel_workers_per_gather = 0")
@@ -570,14 +598,25 @@ class _Checker:
             while True:
                 params, row = in_flight.popleft().result()
                 lo = params["lo"]
-                n, first, last, present, archived, v2, before, stored, lines = row
+                n, first, last, present, archived, v2, v3, before = row[:8]
+                stored, lines, lines_v3 = row[8:]
                 if n == 0:
                     self._check_no_index_after(lo)
                     return
-                perfect = (
-                    first == lo and last == lo + n - 1 and present + archived == n == v2
-                )
-                if perfect and archived:
+                whole = first == lo and last == lo + n - 1 and present + archived == n
+                perfect = whole and n == v2
+                if whole and v3 + archived == n and archived:
+                    leaves = [
+                        stored[32 * k : 32 * k + 32]
+                        if data == b"A"
+                        else sha(b"\x00" + data).digest()
+                        for k, data in enumerate(lines_v3)
+                    ]
+                    perfect = len(leaves) == n and b"".join(leaves) == stored
+                elif whole and v3 == n:
+                    leaves = [sha(b"\x00" + data).digest() for data in lines_v3]
+                    perfect = len(leaves) == n and b"".join(leaves) == stored
+                elif perfect and archived:
                     leaves = [
                         stored[32 * k : 32 * k + 32]
                         if line == b"A"
@@ -654,9 +693,9 @@ class _Checker:
                     self.archived += 1
                     expected += 1
                     continue
-                if row["encoding"] == 2:
+                if row["encoding"] in (2, 3):
                     # A NOT NULL column emptied behind the table's back renders
-                    # no line at all.
+                    # no version 2 line at all.
                     if row["line"] is None:
                         raise _Failed(
                             "bad_event", index, f"event {index} has a field emptied"

@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from perpetua.access.claims import ReadCaller
-from perpetua.audit.canonical import decode_event, encode_event
+from perpetua.audit.canonical import decode_event
 from perpetua.audit.fhir import audit_event_resource
 from perpetua.audit.offline_verify import (
     ArchivedLeaf,
     practice_log_origin,
     write_archive,
 )
-from perpetua.audit.sealing import DEFAULT_ORIGIN_HOST, event_from_row, signer_for
+from perpetua.audit.sealing import DEFAULT_ORIGIN_HOST, event_line, signer_for
 from perpetua.crypto.keystore import DataClass, Keystore
 from perpetua.db.pool import Database
 from perpetua.errors import NotFound
@@ -72,10 +72,7 @@ def _event_lines(
             # Exporting around the hole would hand the practice an archive that
             # fails for a reason it cannot see; say so instead.
             raise DamagedLog(f"sealed event {index} is missing from the database")
-        if row["encoding"] == 2:
-            yield bytes(row["line"])
-        else:
-            yield encode_event(event_from_row(practice_id, index, row))
+        yield event_line(practice_id, index, row)
 
 
 async def export_archive(

@@ -4,11 +4,13 @@ This module guards the step that turns stored audit events into evidence. For ea
 practice, a sealing pass takes the committed events that have no index yet, gives
 them the next gapless indices, hashes their canonical bytes into Merkle leaves,
 extends the practice's frontier and signs a C2SP checkpoint over the new root, all
-in one transaction through the ``audit_api.seal_*`` functions (migrations 0030 and
-0031). A batch either lands whole, with its checkpoint, or not at all.
+in one transaction through the ``audit_api.seal_*`` functions (migrations 0030,
+0031 and 0077). A batch either lands whole, with its checkpoint, or not at all.
 
-Events are sealed as version 2 (``canonical``): the database renders each line
-and this module only hashes bytes, so no Python object is built per event.
+Events are sealed as version 3 (``canonical``): the database renders each
+event's bytes and this module only hashes them, so no Python object is built
+per event. Version 2 remains available (``Sealer(encoding=2)``) to compare the
+two on the same data.
 
 The signing key never reaches the database. Each practice's Ed25519 key is derived
 from its ``audit_signing`` class key in the keystore (outside PostgreSQL), so a
@@ -36,7 +38,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from perpetua.access.claims import system_claims
-from perpetua.audit.canonical import AuditEvent, make_event, make_event_v2
+from perpetua.audit.canonical import (
+    AuditEvent,
+    encode_event,
+    make_event,
+    make_event_v2,
+    make_event_v3,
+)
 from perpetua.audit.checkpoint import (
     Checkpoint,
     NoteSigner,
@@ -56,6 +64,8 @@ __all__ = [
     "Sealer",
     "event_from_row",
     "event_from_row_v2",
+    "event_from_row_v3",
+    "event_line",
     "open_keystore",
     "signer_for",
 ]
@@ -120,35 +130,70 @@ def event_from_row(practice_id: str, index: int, row: Mapping[str, Any]) -> Audi
     )
 
 
+def _row_arguments(practice_id: str, index: int, row: Mapping[str, Any]) -> Any:
+    actor_id = row["actor_id"]
+    return {
+        "event_id": str(row["id"]),
+        "practice_id": practice_id,
+        "index": index,
+        "time": row["occurred_at"],
+        "actor_kind": row["actor_kind"],
+        "actor_id": None if actor_id is None else str(actor_id),
+        "actor_role": row["actor_role"],
+        "action": row["action"],
+        "resource_type": row["resource_type"],
+        "outcome": row["outcome"],
+        "row_count": row["row_count"],
+        "resource_ids": [str(r) for r in row["resource_ids"] or ()],
+        "patient_ids": [str(p) for p in row["patient_ids"] or ()],
+        "purpose_of_use": row["purpose_of_use"],
+        "reason": row["reason"],
+        "ip": row["ip"],
+        "user_agent": row["user_agent"],
+        "request_id": row["request_id"],
+    }
+
+
 def event_from_row_v2(
     practice_id: str, index: int, row: Mapping[str, Any]
 ) -> AuditEvent:
     """The version 2 event for one ``audit.events`` row at ``index``, in Python.
 
-    The sealer lets the database render this line; this is the same event built
+    The sealer let the database render this line; this is the same event built
     from the row's columns, for tests and for anyone checking the rendering.
     """
-    actor_id = row["actor_id"]
-    return make_event_v2(
-        event_id=str(row["id"]),
-        practice_id=practice_id,
-        index=index,
-        time=row["occurred_at"],
-        actor_kind=row["actor_kind"],
-        actor_id=None if actor_id is None else str(actor_id),
-        actor_role=row["actor_role"],
-        action=row["action"],
-        resource_type=row["resource_type"],
-        outcome=row["outcome"],
-        row_count=row["row_count"],
-        resource_ids=[str(r) for r in row["resource_ids"] or ()],
-        patient_ids=[str(p) for p in row["patient_ids"] or ()],
-        purpose_of_use=row["purpose_of_use"],
-        reason=row["reason"],
-        ip=row["ip"],
-        user_agent=row["user_agent"],
-        request_id=row["request_id"],
-    )
+    return make_event_v2(**_row_arguments(practice_id, index, row))
+
+
+def event_from_row_v3(
+    practice_id: str, index: int, row: Mapping[str, Any]
+) -> AuditEvent:
+    """The version 3 event for one ``audit.events`` row at ``index``: the fields
+    an archive line shows, from which ``event_bytes_v3`` rebuilds the bytes the
+    database rendered when sealing. ``row["ip"]`` is the address as ``host()``
+    writes it."""
+    return make_event_v3(**_row_arguments(practice_id, index, row))
+
+
+def event_line(practice_id: str, index: int, row: Mapping[str, Any]) -> bytes:
+    """The archive line of one sealed event, in the version it was sealed under.
+
+    ``row`` holds the event's columns, ``ip`` as ``host()`` writes it, the index
+    row's ``encoding`` and, for version 2, the ``line`` the database rendered.
+    Hash it with ``leaf_hash(leaf_input(line))``.
+    """
+    if row["encoding"] == 2:
+        return bytes(row["line"])
+    if row["encoding"] == 3:
+        return encode_event(event_from_row_v3(practice_id, index, row))
+    return encode_event(event_from_row(practice_id, index, row))
+
+
+# The database functions that render and record a batch, per event version.
+_SEAL_FUNCTIONS = {
+    2: ("audit_api.seal_next", "audit_api.seal_commit"),
+    3: ("audit_api.seal_next_v3", "audit_api.seal_commit_v3"),
+}
 
 
 @dataclass(frozen=True)
@@ -193,9 +238,13 @@ class Sealer:
         keystore: Keystore | None = None,
         origin_host: str = DEFAULT_ORIGIN_HOST,
         batch_size: int = BATCH_SIZE,
+        encoding: int = 3,
     ) -> None:
         if keystore is None and data_dir is None:
             raise ValueError("a sealer needs a keystore or a data directory")
+        if encoding not in _SEAL_FUNCTIONS:
+            raise ValueError(f"events cannot be sealed as version {encoding}")
+        self._next, self._commit = _SEAL_FUNCTIONS[encoding]
         self._db = db
         self._data_dir = data_dir
         self._keystore = keystore
@@ -247,10 +296,10 @@ class Sealer:
             assert state is not None
             size = state["size"]
 
-            # Binary results: each line arrives as raw bytes, ready to hash.
+            # Binary results: each event's bytes arrive raw, ready to hash.
             cur = conn.cursor(binary=True)
             await cur.execute(
-                "select * from audit_api.seal_next(%s, %s, %s, %s, %s)",
+                f"select * from {self._next}(%s, %s, %s, %s, %s)",
                 (
                     practice,
                     size,
@@ -274,7 +323,7 @@ class Sealer:
                 _hash_and_sign, size, bytes(state["frontier"]), lines, signer
             )
             await conn.execute(
-                "select audit_api.seal_commit(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                f"select {self._commit}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     practice,
                     size,

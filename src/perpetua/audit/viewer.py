@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from perpetua.access.claims import Claims
-from perpetua.audit.canonical import encode_event
+from perpetua.audit.canonical import leaf_input
 from perpetua.audit.checkpoint import NoteError, open_checkpoint
 from perpetua.audit.merkle import (
     HASH_SIZE,
@@ -39,7 +39,7 @@ from perpetua.audit.merkle import (
     verify_inclusion,
 )
 from perpetua.audit.offline_verify import practice_log_origin
-from perpetua.audit.sealing import DEFAULT_ORIGIN_HOST, event_from_row, signer_for
+from perpetua.audit.sealing import DEFAULT_ORIGIN_HOST, event_line, signer_for
 from perpetua.crypto.errors import KeyDestroyed, KeyNotFound
 from perpetua.crypto.keystore import DataClass, Keystore
 from perpetua.db.pool import Database
@@ -456,11 +456,9 @@ async def get_consistency_proof(
 # One event and its proof status.
 
 
-def _line(practice: uuid.UUID, row: dict[str, Any]) -> bytes:
-    """The event's canonical bytes at its index, as rendered from the row now."""
-    if row["encoding"] == 2:
-        return bytes(row["line"])
-    return encode_event(event_from_row(str(practice), row["leaf_index"], row))
+def _leaf_input(practice: uuid.UUID, row: dict[str, Any]) -> bytes:
+    """What the event's leaf hashes at its index, as rendered from the row now."""
+    return leaf_input(event_line(str(practice), row["leaf_index"], row))
 
 
 async def event_detail(
@@ -503,7 +501,7 @@ async def _status(
 
     # The event as stored now must hash to the leaf that was sealed.
     try:
-        leaf = leaf_hash(_line(practice, row))
+        leaf = leaf_hash(_leaf_input(practice, row))
     except ValueError:
         return ProofStatus("failed", f"event {index} no longer encodes")
     if leaf != bytes(row["leaf_hash"]):

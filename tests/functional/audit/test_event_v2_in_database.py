@@ -5,6 +5,7 @@ upgrade still verifies, with version 2 events appended after it."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import uuid
@@ -22,13 +23,14 @@ from perpetua.audit.db_verify import verify_practice
 from perpetua.audit.merkle import Frontier, leaf_hash
 from perpetua.audit.offline_verify import practice_log_origin
 from perpetua.audit.sealing import (
+    Sealer,
     event_from_row,
     event_from_row_v2,
     open_keystore,
     signer_for,
 )
-from perpetua.cli import audit_commands
 from perpetua.crypto.keystore import DataClass, Keystore
+from perpetua.db.pool import Database
 from perpetua.db.target import DatabaseTarget
 
 PRACTICE = "5e4c0a1d-0000-4000-8000-0000000000a2"
@@ -41,12 +43,21 @@ def keystore() -> Keystore:
     return open_keystore(scratch_dir("perpetua-audit-v2-keys-"))
 
 
-def seal(target: DatabaseTarget, keystore: Keystore) -> int:
+def seal(target: DatabaseTarget, keystore: Keystore, encoding: int = 2) -> int:
+    """One sealing pass as the background job runs it, sealing new events under
+    ``encoding`` (version 2 here; the job's own default is version 3)."""
+
+    async def once() -> int:
+        db = Database(target.conninfo("service"), min_size=1, max_size=1)
+        await db.open()
+        try:
+            return await Sealer(db, keystore=keystore, encoding=encoding).run()
+        finally:
+            await db.close()
+
     # A thread of its own: the sealing pass runs its own event loop.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(
-            audit_commands.seal_database, target.conninfo("service"), keystore
-        ).result()
+        return pool.submit(asyncio.run, once()).result()
 
 
 def owner_as_system(target: DatabaseTarget) -> psycopg.Connection[tuple[object, ...]]:

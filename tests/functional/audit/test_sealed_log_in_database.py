@@ -18,7 +18,7 @@ from tests.support.world import World, as_owner_role, build_world
 from tests.support.world import system_claims as world_system_claims
 
 from perpetua.access.claims import system_claims
-from perpetua.audit.canonical import encode_event
+from perpetua.audit.canonical import event_bytes_v3
 from perpetua.audit.checkpoint import open_checkpoint
 from perpetua.audit.db_verify import verify_practice
 from perpetua.audit.merkle import leaf_hash
@@ -28,7 +28,7 @@ from perpetua.audit.offline_verify import (
     write_archive,
 )
 from perpetua.audit.sealing import (
-    event_from_row_v2,
+    event_from_row_v3,
     open_keystore,
     signer_for,
 )
@@ -195,7 +195,7 @@ def test_altered_event_with_rewritten_leaf_is_caught_by_the_signed_root(
             (event_id, occurred_at),
         ).fetchone()
     leaf = leaf_hash(
-        encode_event(event_from_row_v2(sealed_world.practice_id, index, full))
+        event_bytes_v3(event_from_row_v3(sealed_world.practice_id, index, full))
     )
     with admin_connection(target) as conn, conn.transaction():
         conn.execute("alter table audit.sealed disable trigger user")
@@ -306,7 +306,7 @@ def test_database_export_verifies_offline(sealed_world, target, keystore, capsys
             practice_id=practice_id,
             origin=origin,
             verifier_key=vkey,
-            events=[event_from_row_v2(practice_id, r["leaf_index"], r) for r in rows],
+            events=[event_from_row_v3(practice_id, r["leaf_index"], r) for r in rows],
             checkpoints=notes,
         )
 
