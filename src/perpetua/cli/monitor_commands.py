@@ -13,10 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from perpetua.access.claims import system_claims
 from perpetua.cli.common import add_data_dir
@@ -27,7 +31,12 @@ from perpetua.db.target import check_service_role, open_target
 from perpetua.errors import InvalidInput
 from perpetua.monitoring import thresholds
 from perpetua.monitoring.alerts import NewAlert, raise_alert_in
-from perpetua.monitoring.runner import DEFAULT_EVERY_SECONDS, run_tick
+from perpetua.monitoring.runner import (
+    DEFAULT_EVERY_SECONDS,
+    SHORT_WINDOW,
+    build_actor_days,
+    run_tick,
+)
 from perpetua.monitoring.tags import identity_tags, replace_member_tags
 from perpetua.observability.logging import configure_logging, get_logger
 from perpetua.records.vault import Vault
@@ -157,6 +166,27 @@ def run_scan(args: argparse.Namespace, _extra: list[str]) -> int:
         raise InvalidInput("--since must be before --until")
 
     async def scan(db: Database) -> tuple[int, int]:
+        if until - since > SHORT_WINDOW:
+            # The roll-up of the window's days first, on two connections, with a
+            # bar: on a long backfill it is most of the work.
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                transient=True,
+                disable=not sys.stderr.isatty(),
+                console=Console(stderr=True),
+            ) as bar:
+                task = bar.add_task("Summing actor-days", total=None)
+                await build_actor_days(
+                    db,
+                    since,
+                    until,
+                    connections=2,
+                    progress=lambda done, total: bar.update(
+                        task, completed=done, total=total
+                    ),
+                )
         now = Clock().now()
         async with db.transaction(system_claims("monitor-scan")) as conn:
             cur = await conn.execute(
