@@ -10,6 +10,9 @@ them, and prints MB/s for two texts:
   of calls take a card payment, in one of its written or spoken forms;
 - *number-heavy*: a stress text in which nearly every turn carries a number.
 
+When the engine is compiled (see setup.py), each text is also redacted by the
+pure-Python sources in the same run, pass for pass, and both figures are printed.
+
 The assumption behind the realistic mix: a real front-desk call carries roughly five
 to ten numbers over thirty to forty turns, and far fewer than 15% of calls take a
 card. The realistic text is at least that dense, so its figure is not flattered. The
@@ -19,13 +22,14 @@ last line is machine-readable and measures the realistic text:
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import statistics
 import time
 from collections.abc import Callable
 
-from perpetua.redaction import redact_text
+from perpetua.redaction import Redaction, compiled, redact_text
 
 _TARGET_BYTES = 4_000_000
 # Best of five: the machine is shared, and the best pass is the least disturbed.
@@ -282,31 +286,62 @@ _DESCRIPTIONS = {
 }
 
 
-def measure(name: str, text: str, share: float) -> float:
+Redact = Callable[[str], Redaction]
+
+
+def engines() -> dict[str, Redact]:
+    """The engine the package runs, and its pure-Python sources when it is compiled.
+
+    Machine speed here varies several-fold from day to day, so the two are timed in
+    the same run, pass by pass, rather than against figures from another day.
+    """
+    if not compiled.is_compiled():
+        return {"pure Python (not compiled)": redact_text}
+    return {
+        "pure Python": compiled.load_sources().redact_text,
+        "compiled (mypyc)": redact_text,
+    }
+
+
+def measure(name: str, text: str, share: float, runs: dict[str, Redact]) -> float:
+    """MB/s of the last engine in `runs`, after checking they all give one result."""
     megabytes = len(text.encode("utf-8")) / 1_000_000
     print(f"{name} text: {_DESCRIPTIONS[name]}")
-    timings = []
-    spans = 0
+    timings: dict[str, list[float]] = {label: [] for label in runs}
+    results: dict[str, Redaction] = {}
     for _ in range(_ROUNDS):
-        started = time.perf_counter()
-        spans = len(redact_text(text).spans)
-        timings.append(time.perf_counter() - started)
-    best = min(timings)
+        for label, redact in runs.items():
+            started = time.perf_counter()
+            results[label] = redact(text)
+            timings[label].append(time.perf_counter() - started)
+    first = next(iter(results.values()))
+    if any(result != first for result in results.values()):
+        raise SystemExit(f"{name}: the engines disagree on this text")
     print(
         f"{name}: {megabytes:.2f} MB, {share:.0%} of turns carry a number,"
-        f" spans found: {spans}"
+        f" spans found: {len(first.spans)}"
     )
-    median = statistics.median(timings)
-    print(f"  seconds per pass: best {best:.3f}, median {median:.3f}")
-    print(f"  {name} MB/s: {megabytes / best:.1f}")
-    return megabytes / best
+    rates: list[float] = []
+    for label, seconds in timings.items():
+        best = min(seconds)
+        rates.append(megabytes / best)
+        ratio = f", {rates[-1] / rates[0]:.2f}x" if len(rates) > 1 else ""
+        print(
+            f"  {label}: seconds per pass best {best:.3f}, median"
+            f" {statistics.median(seconds):.3f}; {rates[-1]:.1f} MB/s{ratio}"
+        )
+    print(f"  {name} MB/s: {rates[-1]:.1f}")
+    return rates[-1]
 
 
 def main() -> None:
+    runs = engines()
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"load average before: {load}; engines: {', '.join(runs)}")
     heavy, heavy_share = make_text(_number_heavy_call, _TARGET_BYTES)
-    measure("number-heavy", heavy, heavy_share)
+    measure("number-heavy", heavy, heavy_share, runs)
     realistic, share = make_text(_realistic_call, _TARGET_BYTES)
-    rate = measure("realistic", realistic, share)
+    rate = measure("realistic", realistic, share, runs)
     print(f"redaction_mb_per_s: {rate:.1f}")
 
 

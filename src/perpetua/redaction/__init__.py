@@ -6,6 +6,8 @@ form a caller or a speech-to-text engine writes them, replaces them with markers
 and says which stretches of audio to silence. It is pure: no I/O, no logging.
 """
 
+# Decides between the compiled engine and its sources before anything imports it.
+from perpetua.redaction import compiled as _compiled  # noqa: F401
 from perpetua.redaction.errors import CardNumberInText
 from perpetua.redaction.models import (
     CARD_MARKER,

@@ -7,12 +7,14 @@ numbers a front office hears, such as NPIs (prefix 80840) and many member IDs.
 
 from __future__ import annotations
 
-MIN_LENGTH = 13
-MAX_LENGTH = 19
+from typing import Final
+
+MIN_LENGTH: Final = 13
+MAX_LENGTH: Final = 19
 
 # Doubling a digit in the Luhn scheme gives a number whose digit sum is again one
 # digit: 0..9 -> 0, 2, 4, 6, 8, 1, 3, 5, 7, 9.
-_DOUBLED = str.maketrans("0123456789", "0246813579")
+_DOUBLED: Final = str.maketrans("0123456789", "0246813579")
 
 
 def luhn_valid(digits: str) -> bool:

@@ -22,6 +22,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
+from typing import Final
 
 from perpetua.redaction.cards import (
     MAX_LENGTH,
@@ -50,18 +51,18 @@ from perpetua.redaction.spoken import Piece, read_pieces
 
 # How far (in characters) the engine looks for the other half of a card split
 # across turns, and for the question that made a short number a security code.
-_JOIN_REACH = 300
-_SECURITY_REACH = 200
+_JOIN_REACH: Final = 300
+_SECURITY_REACH: Final = 200
 # Words allowed after a number at the end of a turn ("..., okay?") and before one at
 # the start of the next ("and then ...") for the two to be read as one number.
-_MAX_TAIL_WORDS = 3
-_MAX_HEAD_WORDS = 4
-_MAX_LINES_BETWEEN = 6
+_MAX_TAIL_WORDS: Final = 3
+_MAX_HEAD_WORDS: Final = 4
+_MAX_LINES_BETWEEN: Final = 6
 # Cheap character bounds used by the pre-filter before the word counts above.
-_EDGE_TAIL = 12
-_EDGE_HEAD = 32
+_EDGE_TAIL: Final = 12
+_EDGE_HEAD: Final = 32
 # The longest speaker label whose digits are kept out of numbers ("Speaker 12: ").
-_LABEL_REACH = 40
+_LABEL_REACH: Final = 40
 
 
 @dataclass(frozen=True, slots=True)

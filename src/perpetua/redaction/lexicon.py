@@ -8,8 +8,9 @@ literals and an auditor can review the vocabulary in one place.
 from __future__ import annotations
 
 import re
+from typing import Final
 
-UNITS: dict[str, int] = {
+UNITS: Final[dict[str, int]] = {
     "zero": 0,
     "oh": 0,
     "o": 0,
@@ -24,7 +25,7 @@ UNITS: dict[str, int] = {
     "eight": 8,
     "nine": 9,
 }
-TEENS: dict[str, int] = {
+TEENS: Final[dict[str, int]] = {
     "ten": 10,
     "eleven": 11,
     "twelve": 12,
@@ -36,7 +37,7 @@ TEENS: dict[str, int] = {
     "eighteen": 18,
     "nineteen": 19,
 }
-TENS: dict[str, int] = {
+TENS: Final[dict[str, int]] = {
     "twenty": 20,
     "thirty": 30,
     "forty": 40,
@@ -47,17 +48,17 @@ TENS: dict[str, int] = {
     "eighty": 80,
     "ninety": 90,
 }
-SCALES: dict[str, int] = {"hundred": 100, "thousand": 1000}
-REPEATS: dict[str, int] = {"double": 2, "triple": 3}
+SCALES: Final[dict[str, int]] = {"hundred": 100, "thousand": 1000}
+REPEATS: Final[dict[str, int]] = {"double": 2, "triple": 3}
 
 # Speech-to-text engines sometimes write a digit as a word that sounds the same. These
 # count as digits only when a digit stands on both sides ("four two for two"), so the
 # everyday words never glue unrelated numbers together.
-SOUND_ALIKES: dict[str, int] = {"for": 4, "to": 2, "too": 2, "won": 1, "ate": 8}
+SOUND_ALIKES: Final[dict[str, int]] = {"for": 4, "to": 2, "too": 2, "won": 1, "ate": 8}
 
 # Hesitations and joiners that callers put between digit groups without ending the
 # number: "four two four two, um, and then four two four two".
-FILLERS: frozenset[str] = frozenset(
+FILLERS: Final[frozenset[str]] = frozenset(
     {
         "uh",
         "uhh",
@@ -84,7 +85,7 @@ FILLERS: frozenset[str] = frozenset(
     }
 )
 
-NUMBER_WORDS: frozenset[str] = frozenset(
+NUMBER_WORDS: Final[frozenset[str]] = frozenset(
     [*UNITS, *TEENS, *TENS, *SCALES, *REPEATS, *SOUND_ALIKES]
 )
 
@@ -101,7 +102,7 @@ def _alternation(words: frozenset[str] | dict[str, int]) -> str:
 # brackets separate tokens without ending anything.
 _NUMBER = r"\$?[0-9]+(?:[.,:/][0-9]+)*"
 _WORD = r"[a-z0-9']+"
-TOKEN = re.compile(
+TOKEN: Final = re.compile(
     rf"(?P<number>{_NUMBER})"
     rf"|(?P<word>{_WORD})"
     r"|(?P<mark>[,.;?])"
@@ -110,7 +111,7 @@ TOKEN = re.compile(
 # The number and word tokens alone. A mark or stop is one character that starts
 # neither, so this splits numbers and words exactly where TOKEN does; it serves
 # the digit count of a stretch, which needs only the token texts.
-NUMBER_OR_WORD = re.compile(f"{_NUMBER}|{_WORD}")
+NUMBER_OR_WORD: Final = re.compile(f"{_NUMBER}|{_WORD}")
 
 # Context words, nearest one before a number wins. Order matters inside each group:
 # "insurance card" must be read as an identifier before "card" alone is read as
@@ -144,17 +145,17 @@ _PAYMENT = (
 )
 # The context patterns run on the normalised text (see NORMALISE below): lower case,
 # punctuation turned into spaces, which keeps them case-sensitive and fast.
-CONTEXT = re.compile(
+CONTEXT: Final = re.compile(
     rf"\b(?:(?P<security>{_SECURITY})|(?P<identifier>{_IDENTIFIER})"
     rf"|(?P<payment>{_PAYMENT})|(?P<other>{_OTHER_LABEL}))\b"
 )
-IDENTIFIER = re.compile(rf"\b(?:{_IDENTIFIER})\b")
+IDENTIFIER: Final = re.compile(rf"\b(?:{_IDENTIFIER})\b")
 # Words that, said between two parts of a number, show the parts answer different
 # questions ("and the security code?", "and your member ID?").
-TOPIC_CHANGE = re.compile(rf"\b(?:{_SECURITY}|{_IDENTIFIER}|{_OTHER_LABEL})\b")
+TOPIC_CHANGE: Final = re.compile(rf"\b(?:{_SECURITY}|{_IDENTIFIER}|{_OTHER_LABEL})\b")
 
 # A transcript line that opens a turn: "Caller: ...", "Agent 2: ...".
-SPEAKER_LINE = re.compile(
+SPEAKER_LINE: Final = re.compile(
     r"^[ \t]*([A-Za-z][A-Za-z0-9 _.'-]{0,31}?)[ \t]*:(?=[ \t]|$)", re.MULTILINE
 )
 # A speaker label that ends in a number, as speech-to-text engines write them
@@ -163,7 +164,7 @@ SPEAKER_LINE = re.compile(
 # accepts any words before a colon, which in a note such as "Card 4111...: declined"
 # includes a card, so only this narrower shape may have its number kept out of
 # numbers. Group 1 is the name.
-SPEAKER_NUMBER = re.compile(
+SPEAKER_NUMBER: Final = re.compile(
     r"[ \t]*([A-Za-z][A-Za-z'.]*(?:[ \t]+[A-Za-z][A-Za-z'.]*){0,2})[ \t_-]?"
     r"(?:[0-9]{1,2}|(?i:zero|one|two|three|four|five|six|seven|eight|nine|ten"
     r"|eleven|twelve))[ \t]*:(?=[ \t]|$)",
@@ -192,8 +193,8 @@ def _trie(words: list[str]) -> str:
 # case ASCII letters, digits and apostrophes kept, everything else a space. It finds
 # every stretch that could hold a number (a superset of what the precise scan finds)
 # at a speed the precise, case-insensitive patterns cannot reach on megabytes.
-LOWER = bytes((c | 0x20) if 0x41 <= c <= 0x5A else c for c in range(256))
-NORMALISE = bytes(
+LOWER: Final = bytes((c | 0x20) if 0x41 <= c <= 0x5A else c for c in range(256))
+NORMALISE: Final = bytes(
     (c | 0x20)
     if 0x41 <= c <= 0x5A
     else c
@@ -221,13 +222,13 @@ _PRE_REST = rf"(?:(?:{_PRE_GAP}{_PRE_TOKEN})+|(?<=[0-9]{{3}})|(?= *(?:\n|$)))"
 # literal character lets the regex engine jump between candidates in a tight loop,
 # where a character class makes it stop at every position. Stretches after a space
 # are nearly all of them; the second pattern finds those opening an unlabelled line.
-PREFILTER = re.compile(rf" {_PRE_TOKEN}{_PRE_REST}")
-PREFILTER_LINE_START = re.compile(rf"\n{_PRE_TOKEN}{_PRE_REST}")
+PREFILTER: Final = re.compile(rf" {_PRE_TOKEN}{_PRE_REST}")
+PREFILTER_LINE_START: Final = re.compile(rf"\n{_PRE_TOKEN}{_PRE_REST}")
 
 # Word stems whose presence makes short numbers worth a precise look as a possible
 # security code. Found with plain substring search on the normalised text.
 # "cid" and "csc" carry no leading space: a turn may open with them.
-SECURITY_STEMS: tuple[str, ...] = (
+SECURITY_STEMS: Final[tuple[str, ...]] = (
     "secur",
     "cvv",
     "cvc",
@@ -241,7 +242,7 @@ SECURITY_STEMS: tuple[str, ...] = (
 
 # The most digits each word can stand for, to skip short stretches without reading
 # them: "nineteen" is two digits, "hundred" adds at most two, "for" may be a 4.
-DIGIT_BOUND: dict[str, int] = {
+DIGIT_BOUND: Final[dict[str, int]] = {
     **dict.fromkeys(SOUND_ALIKES, 1),
     **dict.fromkeys(UNITS, 1),
     **dict.fromkeys(TEENS, 2),

@@ -23,11 +23,11 @@ from perpetua.redaction.lexicon import (
     UNITS,
 )
 
-_ZERO_WORDS = frozenset({"zero", "oh", "o", "nought"})
+_ZERO_WORDS: Final = frozenset({"zero", "oh", "o", "nought"})
 # Characters the tokens of the precise reading skip without ending a number.
-_DIGIT_GROUPS = re.compile(r"[0-9]+(?:[ \t\r\-()\"]+[0-9]+)*")
-_DIGIT_RUN = re.compile(r"[0-9]+")
-_UNIT_DIGITS = {word: str(value) for word, value in UNITS.items()}
+_DIGIT_GROUPS: Final = re.compile(r"[0-9]+(?:[ \t\r\-()\"]+[0-9]+)*")
+_DIGIT_RUN: Final = re.compile(r"[0-9]+")
+_UNIT_DIGITS: Final = {word: str(value) for word, value in UNITS.items()}
 
 
 class Piece(NamedTuple):
