@@ -16,8 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
 from perpetua.audit.archive import (
     RETENTION_YEARS,
     ArchiveRefused,
@@ -27,7 +25,7 @@ from perpetua.audit.archive import (
 )
 from perpetua.audit.archive_file import MonthArchiveError
 from perpetua.audit.sealing import DEFAULT_ORIGIN_HOST, open_keystore
-from perpetua.cli.common import add_data_dir, owner_as_system
+from perpetua.cli.common import add_data_dir, count_bar, owner_as_system
 from perpetua.config import load_settings
 from perpetua.crypto.keystore import Keystore
 from perpetua.db.target import open_target
@@ -158,12 +156,7 @@ def _bar(label: str, total: int) -> Iterator[Callable[[int], None] | None]:
     if not sys.stderr.isatty():
         yield None
         return
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        transient=True,
-    )
+    progress = count_bar()
     with progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)

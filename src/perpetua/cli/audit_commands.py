@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import Progress
 
 from perpetua.audit.db_verify import (
     DbVerification,
@@ -27,7 +27,12 @@ from perpetua.audit.db_verify import (
 from perpetua.audit.offline_verify import verify_archive
 from perpetua.audit.sealing import DEFAULT_ORIGIN_HOST, Sealer, open_keystore
 from perpetua.cli import archive_commands, witness_commands
-from perpetua.cli.common import add_data_dir, owner_as_system, practice_arg
+from perpetua.cli.common import (
+    add_data_dir,
+    count_bar,
+    owner_as_system,
+    practice_arg,
+)
 from perpetua.cli.witness_commands import read_note, verify_witnessed
 from perpetua.config import load_settings
 from perpetua.crypto.keystore import Keystore
@@ -216,12 +221,7 @@ class _Bar:
         if self.progress is None:
             if total < _PROGRESS_FROM or not sys.stderr.isatty():
                 return
-            self.progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                transient=True,
-            )
+            self.progress = count_bar()
             self.progress.start()
             self.task = self.progress.add_task(self.label, total=total)
         self.progress.update(self.task, completed=done)

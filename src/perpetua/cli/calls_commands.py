@@ -31,15 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
 from perpetua.access.permissions import load_permissions
 from perpetua.blobs import BlobStore
 from perpetua.calls.fetch import FetchReport, TwilioFetcher, open_calls
 from perpetua.calls.models import IncomingCall
 from perpetua.calls.service import Calls, practice_system_claims
 from perpetua.calls.twilio import api_base as twilio_api_base
-from perpetua.cli.common import add_data_dir
+from perpetua.cli.common import add_data_dir, count_bar
 from perpetua.clock import Clock
 from perpetua.config import Settings, load_settings
 from perpetua.db.pool import Database
@@ -125,13 +123,7 @@ async def import_directory(
     manifests = sorted(directory.glob("*" + MANIFEST_SUFFIX))
     imported = recordings = transcripts = redactions = 0
     failed: list[tuple[str, str]] = []
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        transient=True,
-        disable=not show_progress,
-    ) as bar:
+    with count_bar(show=show_progress) as bar:
         task = bar.add_task("Importing calls", total=len(manifests))
         for path in manifests:
             claims = practice_system_claims(practice, f"cli-calls-import-{path.name}")
@@ -200,13 +192,7 @@ FETCH_LIMIT = 100_000
 async def fetch_backlog(
     fetcher: TwilioFetcher, practice: uuid.UUID | None, *, show_progress: bool
 ) -> FetchReport:
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        transient=True,
-        disable=not show_progress,
-    ) as bar:
+    with count_bar(show=show_progress) as bar:
         task = bar.add_task("Fetching Twilio recordings", total=None)
 
         def advance(done: int, total: int) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import uuid
 from typing import Any
 
 import psycopg
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from perpetua.access.claims import system_claims
 from perpetua.errors import InvalidInput
@@ -18,6 +21,20 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         metavar="DIR",
         help="data directory (default: $PERPETUA_DATA_DIR or ./perpetua-data)",
+    )
+
+
+def count_bar(*, show: bool | None = None, transient: bool = True) -> Progress:
+    """A bar counting items done out of a total, drawn on standard error, so that
+    standard output stays the command's result. Shown on a terminal only, unless
+    `show` says otherwise."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        transient=transient,
+        disable=not (sys.stderr.isatty() if show is None else show),
+        console=Console(stderr=True),
     )
 
 

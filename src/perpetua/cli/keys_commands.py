@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import uuid
 from typing import Any
 
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
     TaskID,
-    TextColumn,
 )
 from rich.table import Table
 
 from perpetua.blobs import BlobStore
 from perpetua.blobs.store import BLOB_CLASSES
-from perpetua.cli.common import add_data_dir
+from perpetua.cli.common import add_data_dir, count_bar
 from perpetua.config import load_settings
 from perpetua.crypto.keystore import DataClass, Keystore
 from perpetua.db.migrations import migrate
@@ -157,13 +152,7 @@ def run_rewrap(args: argparse.Namespace, _extra: list[str]) -> int:
             try:
                 store = BlobStore.open(settings, keystore, db)
                 total = 0
-                with Progress(
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    disable=not sys.stderr.isatty(),
-                    console=Console(stderr=True),
-                ) as bar:
+                with count_bar(transient=False) as bar:
                     for practice in practices:
                         task = bar.add_task(f"rewrap {practice}", total=None)
 

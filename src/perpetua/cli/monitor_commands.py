@@ -13,17 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
 from perpetua.access.claims import system_claims
-from perpetua.cli.common import add_data_dir
+from perpetua.cli.common import add_data_dir, count_bar
 from perpetua.clock import Clock
 from perpetua.config import load_settings
 from perpetua.db.pool import Database
@@ -169,14 +165,7 @@ def run_scan(args: argparse.Namespace, _extra: list[str]) -> int:
         if until - since > SHORT_WINDOW:
             # The roll-up of the window's days first, on two connections, with a
             # bar: on a long backfill it is most of the work.
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                transient=True,
-                disable=not sys.stderr.isatty(),
-                console=Console(stderr=True),
-            ) as bar:
+            with count_bar() as bar:
                 task = bar.add_task("Summing actor-days", total=None)
                 await build_actor_days(
                     db,

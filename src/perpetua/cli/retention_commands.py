@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from typing import Any
-
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from perpetua.blobs import BlobStore
 from perpetua.calls.retention import SweepReport, sweep
-from perpetua.cli.common import add_data_dir
+from perpetua.cli.common import add_data_dir, count_bar
 from perpetua.clock import Clock
 from perpetua.config import Settings, load_settings
 from perpetua.db.pool import Database
@@ -45,13 +42,7 @@ async def sweep_now(settings: Settings, conninfo: str) -> SweepReport:
     try:
         keystore = Vault.open(settings.data_dir).keystore
         store = BlobStore.open(settings, keystore, db)
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            transient=True,
-            disable=not sys.stderr.isatty(),
-        ) as bar:
+        with count_bar() as bar:
             task = bar.add_task("Sweeping practices", total=None)
             return await sweep(
                 db,
