@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -58,6 +59,15 @@ def seal(target: DatabaseTarget, keystore: Keystore, encoding: int = 2) -> int:
     # A thread of its own: the sealing pass runs its own event loop.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, once()).result()
+
+
+def verify_with(target: DatabaseTarget, keystore: Keystore, connections: int = 1):
+    """`verify_practice` on the owner's connection and `connections - 1` readers."""
+    with contextlib.ExitStack() as stack:
+        conn, *readers = [
+            stack.enter_context(owner_as_system(target)) for _ in range(connections)
+        ]
+        return verify_practice(conn, keystore, uuid.UUID(PRACTICE), readers=readers)
 
 
 def owner_as_system(target: DatabaseTarget) -> psycopg.Connection[tuple[object, ...]]:

@@ -8,7 +8,6 @@ lines verifies offline and fails where it was changed."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import uuid
 from datetime import timedelta
@@ -26,16 +25,16 @@ from tests.functional.audit.test_event_v2_in_database import (
     seal,
     seal_as_version_1,
     sealed_rows,
+    verify_with,
 )
 
-from perpetua.audit import db_verify
 from perpetua.audit.canonical import (
     decode_event,
     encode_event,
     event_bytes_v3,
     leaf_input,
 )
-from perpetua.audit.db_verify import EVENT_BYTES_V3, verify_practice
+from perpetua.audit.db_verify import EVENT_BYTES_V3
 from perpetua.audit.merkle import leaf_hash
 from perpetua.audit.offline_verify import (
     practice_log_origin,
@@ -57,22 +56,8 @@ def keystore() -> Keystore:
     return open_keystore(scratch_dir("perpetua-audit-v3-keys-"))
 
 
-@pytest.fixture
-def small_chunks(monkeypatch):
-    # A handful of events then spans many chunks, so every reader gets several.
-    monkeypatch.setattr(db_verify, "_CHUNK", 4)
-
-
 def seal_v3(target: DatabaseTarget, keystore: Keystore) -> int:
     return seal(target, keystore, encoding=3)
-
-
-def verify_with(target: DatabaseTarget, keystore: Keystore, connections: int = 1):
-    with contextlib.ExitStack() as stack:
-        conn, *readers = [
-            stack.enter_context(owner_as_system(target)) for _ in range(connections)
-        ]
-        return verify_practice(conn, keystore, uuid.UUID(PRACTICE), readers=readers)
 
 
 def database_bytes(target: DatabaseTarget) -> list[bytes]:

@@ -6,7 +6,6 @@ index whichever connection rendered the chunk."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 
 import pytest
@@ -15,14 +14,13 @@ from tests.functional.audit.test_event_v2_in_database import (
     PRACTICE,
     as_attacker,
     insert_events,
-    owner_as_system,
     plain_events,
     seal,
     sealed_rows,
+    verify_with,
 )
 
-from perpetua.audit import db_verify
-from perpetua.audit.db_verify import CHUNK_LINE_V2, EVENT_LINE_V2, verify_practice
+from perpetua.audit.db_verify import CHUNK_LINE_V2, EVENT_LINE_V2
 from perpetua.audit.sealing import open_keystore
 from perpetua.crypto.keystore import Keystore
 from perpetua.db.target import DatabaseTarget
@@ -31,20 +29,6 @@ from perpetua.db.target import DatabaseTarget
 @pytest.fixture
 def keystore() -> Keystore:
     return open_keystore(scratch_dir("perpetua-audit-chunk-keys-"))
-
-
-@pytest.fixture
-def small_chunks(monkeypatch):
-    # A handful of events then spans many chunks, so every reader gets several.
-    monkeypatch.setattr(db_verify, "_CHUNK", 4)
-
-
-def verify_with(target: DatabaseTarget, keystore: Keystore, connections: int):
-    with contextlib.ExitStack() as stack:
-        conn, *readers = [
-            stack.enter_context(owner_as_system(target)) for _ in range(connections)
-        ]
-        return verify_practice(conn, keystore, uuid.UUID(PRACTICE), readers=readers)
 
 
 def differing_lines(target: DatabaseTarget) -> int:
