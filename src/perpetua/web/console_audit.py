@@ -23,22 +23,21 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from markupsafe import Markup
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from perpetua.audit import viewer
 from perpetua.audit.export import export_archive
 from perpetua.errors import (
     InvalidInput,
-    NotAuthenticated,
     PerpetuaError,
-    SessionExpired,
 )
 from perpetua.identity.sessions import Principal
 from perpetua.records.vault import Vault
 from perpetua.web.claims import PURPOSES, request_claims
 from perpetua.web.console import page
 from perpetua.web.console_audit_witness import audit_witness_section
-from perpetua.web.context import console_principal, services
+from perpetua.web.console_gate import member_or_signin
+from perpetua.web.context import services
 from perpetua.web.csv_export import (
     ACCESS_REPORT_COLUMNS,
     AUDIT_EVENT_COLUMNS,
@@ -55,12 +54,7 @@ _FILTERS = ("member", "patient", "action", "purpose", "from", "to")
 
 
 async def _principal(request: Request) -> Principal | Response:
-    try:
-        return await console_principal(request)
-    except SessionExpired:
-        return RedirectResponse("/signin?ended=1", 303)
-    except NotAuthenticated:
-        return RedirectResponse("/signin", 303)
+    return await member_or_signin(request)
 
 
 def _vault(request: Request) -> Vault:

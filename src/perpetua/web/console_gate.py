@@ -15,6 +15,8 @@ from starlette.responses import RedirectResponse, Response
 
 from perpetua.errors import NotAuthenticated, SessionExpired
 from perpetua.identity.sessions import Principal
+from perpetua.incidents import service as incidents
+from perpetua.incidents.models import overdue_clocks
 from perpetua.practices.baa_status import baa_in_force
 from perpetua.termination.state import locked_reason
 from perpetua.web.context import (
@@ -44,11 +46,28 @@ async def member_or_signin(
 ) -> Principal | Response:
     """The page's caller, or the redirect to sign in when there is none."""
     try:
-        return await resolve(request)
+        principal = await resolve(request)
     except SessionExpired:
         return to_signin(expired=True)
     except NotAuthenticated:
         return to_signin()
+    await _note_overdue_clocks(request, principal)
+    return principal
+
+
+async def _note_overdue_clocks(request: Request, principal: Principal) -> None:
+    """Remember the practice's overdue breach-notification clocks for the page.
+
+    The layout shows them on every console page an owner or manager opens (see
+    `console.page`), so a missed deadline is in front of them wherever they work,
+    not only on the incident pages they may rarely visit.
+    """
+    if principal.is_staff or principal.role not in ("owner", "manager"):
+        return
+    svc = services(request)
+    claims = principal.claims(request_id(request), ip=client_ip(request))
+    found = await incidents.list_incidents(svc.db, claims)
+    request.state.incident_alarm = overdue_clocks(found, svc.clock.now())
 
 
 async def phi_lock(request: Request, principal: Principal) -> str | None:

@@ -4,9 +4,10 @@ assessment, affected patients, the notice to the practice, the clocks), and
 Perpetua's staff see a queue across practices without PHI.
 
 Each handler calls the same service function as its API twin, so the console
-and the API cannot disagree. Any page that lists incidents shows the overdue
-clocks as a banner. Forms are CSRF-checked; times typed into forms are UTC, as
-the labels say.
+and the API cannot disagree. Every console page an owner or manager opens shows
+the practice's overdue clocks as a banner (`console_gate`); the staff queue shows
+them across practices. Forms are CSRF-checked; times typed into forms are UTC,
+as the labels say.
 """
 
 from __future__ import annotations
@@ -108,14 +109,7 @@ async def alert_list(request: Request) -> Response:
     principal, claims = caller
     svc = services(request)
     found = await alerts.list_alerts(svc.db, claims)
-    open_incidents = await incidents.list_incidents(svc.db, claims)
-    return _render(
-        request,
-        "alerts_list.html",
-        principal,
-        alerts=found,
-        incident_alarm=overdue_clocks(open_incidents, svc.clock.now()),
-    )
+    return _render(request, "alerts_list.html", principal, alerts=found)
 
 
 async def _alert_page(
@@ -225,7 +219,6 @@ async def _list_page(
         principal,
         http_status,
         incidents=found,
-        incident_alarm=overdue_clocks(found, svc.clock.now()),
         conclusions=CONCLUSIONS,
         error=error,
     )
@@ -284,7 +277,6 @@ async def _incident_page(
         http_status,
         incident=found,
         deadlines=found.deadlines(),
-        incident_alarm=overdue_clocks([found], svc.clock.now()),
         factors=FACTORS,
         questions=FACTOR_QUESTIONS,
         conclusions=CONCLUSIONS,

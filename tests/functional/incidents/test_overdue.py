@@ -93,10 +93,33 @@ def test_overdue_practice_notice_escalates_once(client, target, clock):
     assert notice["state"] == "overdue"
 
     client.cookies.set(SESSION_COOKIE, token, domain="testserver.local", path="/")
-    for path in ("/dashboard", "/incidents", f"/incidents/{incident_id}", "/alerts"):
+    # Every console page an owner opens, not only the incident pages, carries it.
+    everywhere = (
+        "/dashboard",
+        "/incidents",
+        f"/incidents/{incident_id}",
+        "/alerts",
+        "/patients",
+        "/calls",
+        "/audit",
+        "/members",
+        "/settings/practice",
+        "/security",
+    )
+    for path in everywhere:
         page = client.get(path)
+        assert page.status_code == 200, path
         assert 'data-testid="incident-overdue-banner"' in page.text, path
         assert "OVERDUE" in page.text or "Overdue" in page.text
+
+    # Front-desk staff cannot open incidents, and their pages carry no banner.
+    desk = _sign_in_again(world, target, "front_desk")
+    client.cookies.set(SESSION_COOKIE, desk, domain="testserver.local", path="/")
+    for path in ("/dashboard", "/patients", "/schedule"):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert 'data-testid="incident-overdue-banner"' not in page.text, path
+    client.cookies.set(SESSION_COOKIE, token, domain="testserver.local", path="/")
 
     # Sixty days on, the individuals' clock escalates too; the notice's not again.
     clock.advance(days=60)
