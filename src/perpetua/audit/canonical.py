@@ -670,7 +670,12 @@ _V3_SUFFIX = b',"v":3}'
 # leading zeros. A line it matches is canonical, and the bytes between a text
 # field's quotes are its UTF-8 value unless they hold an escape. Anything else
 # takes the strict decoder, which accepts or names the problem.
-_STR = rb'"((?:[^"\\\x00-\x1f]|\\["\\bfnrt]|\\u00(?:0[0-7bef]|1[0-9a-f]))*)"'
+# Written as runs of plain characters between escapes ("unrolled"), which the
+# regular-expression engine matches a run at a time instead of a character at a
+# time; it matches exactly the strings of (plain | escape)*.
+_PLAIN = rb'[^"\\\x00-\x1f]*'
+_ESCAPE = rb'\\(?:["\\bfnrt]|u00(?:0[0-7bef]|1[0-9a-f]))'
+_STR = rb'"(' + _PLAIN + rb"(?:" + _ESCAPE + _PLAIN + rb")*)" + rb'"'
 _NSTR = rb"(?:null|" + _STR + rb")"
 _UUID_B = rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _IDS = rb'\[((?:"' + _UUID_B + rb'"(?:,"' + _UUID_B + rb'")*)?)\]'
