@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import psycopg
+
 from perpetua.cli import (
     audit_commands,
     backup_commands,
@@ -61,6 +63,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args, extra) or 0)
     except PerpetuaError as exc:
         print(f"perpetua: {exc.detail}", file=sys.stderr)
+        return 2
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        # A database that Perpetua never migrated: say what to do, not where
+        # in the code it was noticed.
+        print(
+            "perpetua: this database holds no Perpetua schema yet; run "
+            "`perpetua migrate` (or `perpetua serve`, which migrates) first",
+            file=sys.stderr,
+        )
+        return 2
+    except psycopg.OperationalError as exc:
+        # libpq's first line names the server and the reason, never a password.
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"perpetua: cannot use the database: {reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,5 +1,6 @@
 """`perpetua audit verify` on an untouched demo installation exits 0, before and
-after `perpetua audit seal`; a practice id that is not a UUID is refused."""
+after `perpetua audit seal`; a practice id that is not a UUID is refused; a
+database never set up is named as such, without a traceback."""
 
 from __future__ import annotations
 
@@ -31,3 +32,11 @@ def test_verify_refuses_a_practice_that_is_not_a_uuid():
     result = perpetua("audit", "verify", "--practice", "nope", data_dir=data_dir)
     assert result.returncode == 2
     assert "UUID" in result.stderr
+
+
+def test_verify_on_a_database_never_set_up_says_what_to_do():
+    data_dir = scratch_dir("perpetua-audit-empty-") / "data"
+    result = perpetua("audit", "verify", data_dir=data_dir, timeout=300)
+    assert result.returncode == 2
+    assert "run `perpetua migrate`" in result.stderr
+    assert "Traceback" not in result.stderr
