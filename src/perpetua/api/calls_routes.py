@@ -1,7 +1,8 @@
 """JSON API for calls: the Twilio voice webhook, uploads from other telephony
-providers, the call log, transcripts, recording playback, legal holds and the
-practice's retention settings. Each route translates HTTP to one calls-service
-call; the service and the database decide."""
+providers, the call log, transcripts, recording playback, legal holds, the
+practice's retention settings and the Twilio recording fetches left to it. Each
+route translates HTTP to one calls-service call; the service and the database
+decide."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from perpetua.api.calls_schemas import (
     IngestedOut,
     LegalHoldIn,
     TranscriptOut,
+    TwilioFetchOut,
 )
 from perpetua.api.schemas import Problem
 from perpetua.calls import fetch, webhook
@@ -175,6 +177,18 @@ async def call_log(
         request_claims(request, principal), since, until
     )
     return [CallSummaryOut.model_validate(c, from_attributes=True) for c in found]
+
+
+@router.get("/calls/twilio-fetches")
+async def twilio_fetches(principal: Authed, request: Request) -> list[TwilioFetchOut]:
+    """Twilio recordings that need the practice's attention, most recently changed
+    first (at most 500): fetches that failed, that Twilio no longer has, that were
+    refused as unsafe to store, that wait for Twilio credentials, or that have been
+    pending for over an hour (owners and managers; recorded as a view)."""
+    found = await calls_service(request).twilio_fetches_for_review(
+        request_claims(request, principal)
+    )
+    return [TwilioFetchOut.model_validate(f, from_attributes=True) for f in found]
 
 
 @router.get("/calls/{call_id}/media")

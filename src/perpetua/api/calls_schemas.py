@@ -1,5 +1,6 @@
 """Bodies of the calls API: uploads from telephony integrations, the call log,
-transcripts, legal holds and the practice's retention settings."""
+transcripts, legal holds, the practice's retention settings and the Twilio
+recording fetches that need the practice's attention."""
 
 from __future__ import annotations
 
@@ -122,3 +123,38 @@ class CallSettingsOut(BaseModel):
         "recording fetches wait until new ones are saved."
     )
     updated_at: dt.datetime | None
+
+
+class TwilioFetchOut(BaseModel):
+    id: uuid.UUID
+    call_id: uuid.UUID
+    call_recorded: bool = Field(
+        description="Whether Perpetua recorded the call: its page and "
+        "`GET /api/v1/calls/{call_id}/media` exist only then."
+    )
+    recording_sid: str = Field(
+        description="Twilio's id of the recording (`RE` and 32 hex digits), to "
+        "find it in the practice's Twilio account."
+    )
+    status: Literal[
+        "failed",
+        "gone",
+        "refused",
+        "credentials_rejected",
+        "pending",
+        "delete_pending",
+    ]
+    summary: str = Field(description="The status in a few plain words.")
+    explanation: str = Field(
+        description="What happened and what the practice can do, in plain words."
+    )
+    recording_stored: bool = Field(
+        description="Whether the recording is stored in Perpetua."
+    )
+    attempts: int
+    last_error: str | None = Field(
+        description="The last error as a short code (`[a-z0-9_]`), never a "
+        "message from Twilio."
+    )
+    created_at: dt.datetime = Field(description="When the recording was queued.")
+    updated_at: dt.datetime

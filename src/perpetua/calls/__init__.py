@@ -8,6 +8,8 @@ webhook, the upload API, `perpetua calls import`):
     fetch.py, twilio.py      Twilio recordings: queue a signed recording
                              callback, download from the practice's own account
                              (never from the callback's URL), delete at Twilio
+    fetch_review.py          fetches left to the practice (given up, stopped, or
+                             long pending), in words, for owners and managers
     ingest.py                honour the retention opt-out (0 days: store nothing)
     media.py                 recognise WAV, MP3 and OGG by their first bytes
     transcripts.py           parse turns; redact card numbers (perpetua.redaction)

@@ -21,6 +21,7 @@ from perpetua.blobs import BlobShredded, BlobStore
 from perpetua.calls import settings as call_settings
 from perpetua.calls import transcripts
 from perpetua.calls.errors import MediaDeleted
+from perpetua.calls.fetch_review import REVIEW_ROLES, WAITING, FetchForReview
 from perpetua.calls.ingest import ingest
 from perpetua.calls.models import (
     CallDetail,
@@ -274,6 +275,26 @@ class Calls:
                 await self.store.set_legal_hold(system, object_id, held=held)
             except BlobShredded:
                 continue
+
+    # Twilio recording fetches
+
+    async def twilio_fetches_for_review(self, claims: Claims) -> list[FetchForReview]:
+        """Twilio recordings left to the practice: given up, stopped by rejected
+        credentials, or pending for over an hour (owners and managers; a view)."""
+        _practice(claims)
+
+        # Refused here for a clear answer; the database refuses (and records)
+        # any other role too.
+        if claims.actor_kind != "user" or claims.practice_role not in REVIEW_ROLES:
+            await self.gate.record_denied(claims, "view", "twilio_recording", [])
+            raise Forbidden("only owners and managers see Twilio recording fetches")
+        fetched = await read(
+            self.db,
+            claims,
+            "select * from phi_api.twilio_fetches_for_review(%s, %s)",
+            (self.clock.now(), WAITING),
+        )
+        return [FetchForReview.from_row(r) for r in fetched.ensure()]
 
     # Settings
 

@@ -1,5 +1,6 @@
 """Console pages for calls: the call list, a call's page with its legal hold, the
-transcript view, recording playback, and the practice's retention settings.
+transcript view, recording playback, the practice's retention settings, and the
+Twilio recordings left to the practice (owners and managers).
 
 Each handler is as thin as its API twin (api/calls_routes.py): both call the same
 calls-service method, so they cannot disagree, and the database decides every
@@ -21,6 +22,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from perpetua.access.permissions import Permissions
 from perpetua.calls import settings as call_settings
+from perpetua.calls.fetch_review import REVIEW_ROLES
 from perpetua.calls.service import Calls, Playback
 from perpetua.errors import (
     InvalidInput,
@@ -81,6 +83,10 @@ class _Member:
     def may_hold(self) -> bool:
         return self.principal.role in ("owner", "manager")
 
+    @property
+    def may_review_fetches(self) -> bool:
+        return self.principal.role in REVIEW_ROLES
+
 
 def _render(
     request: Request, member: _Member, template: str, status: int = 200, **ctx: Any
@@ -92,6 +98,7 @@ def _render(
         principal=member.principal,
         can=member.can,
         may_hold=member.may_hold,
+        may_review_fetches=member.may_review_fetches,
         **ctx,
     )
 
@@ -154,6 +161,32 @@ async def call_list(request: Request, until: str = "") -> Response:
         later=last + dt.timedelta(days=LIST_DAYS),
         error=error,
     )
+
+
+# Twilio recordings left to the practice (owners and managers). A page of its
+# own, linked from the list: reading it is an audit event, recorded only when
+# someone opens it. Declared before /calls/{call_id}, which would take the path.
+
+
+@router.get("/calls/twilio-fetches")
+async def twilio_fetches_page(request: Request) -> Response:
+    member = await _member(request)
+    if isinstance(member, Response):
+        return member
+    try:
+        fetches = await calls_service(request).twilio_fetches_for_review(
+            request_claims(request, member.principal)
+        )
+    except PerpetuaError as exc:
+        return _render(
+            request,
+            member,
+            "calls_twilio_fetches.html",
+            exc.status,
+            fetches=None,
+            error=_calm(exc),
+        )
+    return _render(request, member, "calls_twilio_fetches.html", fetches=fetches)
 
 
 # One call
