@@ -53,10 +53,6 @@ _PAGE = 50
 _FILTERS = ("member", "patient", "action", "purpose", "from", "to")
 
 
-async def _principal(request: Request) -> Principal | Response:
-    return await member_or_signin(request)
-
-
 def _vault(request: Request) -> Vault:
     found = services(request).records
     assert found is not None
@@ -144,7 +140,7 @@ async def _audit_page(
 
 @router.get("/audit")
 async def audit_log(request: Request) -> Response:
-    principal = await _principal(request)
+    principal = await member_or_signin(request)
     if isinstance(principal, Response):
         return principal
     try:
@@ -186,7 +182,7 @@ def _calm(exc: PerpetuaError) -> str:
 
 @router.get("/audit/events.csv")
 async def audit_events_csv(request: Request) -> Response:
-    principal = await _principal(request)
+    principal = await member_or_signin(request)
     if isinstance(principal, Response):
         return principal
     try:
@@ -214,7 +210,7 @@ async def audit_events_csv(request: Request) -> Response:
 
 @router.get("/audit/events/{event_id}")
 async def audit_event(request: Request, event_id: uuid.UUID) -> Response:
-    principal = await _principal(request)
+    principal = await member_or_signin(request)
     if isinstance(principal, Response):
         return principal
     try:
@@ -246,7 +242,7 @@ async def audit_event(request: Request, event_id: uuid.UUID) -> Response:
 
 @router.get("/patients/{patient_id}/access-report.csv")
 async def access_report_csv(request: Request, patient_id: uuid.UUID) -> Response:
-    principal = await _principal(request)
+    principal = await member_or_signin(request)
     if isinstance(principal, Response):
         return principal
     svc = services(request)
@@ -275,7 +271,7 @@ async def access_report_csv(request: Request, patient_id: uuid.UUID) -> Response
 
 @router.get("/audit/archive")
 async def audit_archive(request: Request) -> Response:
-    principal = await _principal(request)
+    principal = await member_or_signin(request)
     if isinstance(principal, Response):
         return principal
     svc = services(request)
